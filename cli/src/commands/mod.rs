@@ -1,0 +1,125 @@
+//! Every `corral` subcommand: its arguments (one clap struct each) and its run function.
+
+pub mod bench;
+pub mod cluster;
+pub mod kv;
+pub mod master;
+pub mod up;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use control_plane::{ClientError, CorralClient};
+use raft_store::transport::TcpDialer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl CliError {
+    pub fn msg(m: impl Into<String>) -> Self {
+        CliError::Msg(m.into())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CliError>;
+
+/// Corral: a small, fast, honest Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "corral", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Master addresses (host:port, comma-separated); any master works.
+    #[arg(
+        long,
+        global = true,
+        env = "CORRAL_SERVER",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+    )]
+    pub server: Vec<String>,
+    /// How long a command keeps trying before it gives up (e.g. 15s, 500ms).
+    #[arg(long, global = true, default_value = "15s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a master (a Raft member serving the API).
+    #[command(
+        after_help = "Examples:\n  corral master --id 1 --listen 127.0.0.1:7001 --data-dir /var/lib/corral/m1 \\\n      --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n  corral master --id 4 --listen 127.0.0.1:7004 --data-dir /var/lib/corral/m4 --join 127.0.0.1:7001"
+    )]
+    Master(master::MasterArgs),
+    /// Inspect and change the set of masters.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Read and write the raw replicated store (for operators and debugging).
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// Start a local cluster of real processes on loopback.
+    #[command(
+        after_help = "Example:\n  corral up --masters 3 --state-dir .corral\n  corral down --state-dir .corral"
+    )]
+    Up(up::UpArgs),
+    /// Stop everything `corral up` started.
+    Down(up::DownArgs),
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 15s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Cli {
+    pub fn client(&self) -> CorralClient {
+        CorralClient::new(self.server.clone(), Arc::new(TcpDialer::default())).with_timeout(self.timeout)
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Master(args) => master::run(args.clone()).await,
+        Command::Cluster(cmd) => cluster::run(&cli, cmd).await,
+        Command::Kv(cmd) => kv::run(&cli, cmd).await,
+        Command::Up(args) => up::run_up(args).await,
+        Command::Down(args) => up::run_down(args).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("3h").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

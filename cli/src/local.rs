@@ -1,0 +1,334 @@
+//! A local cluster of real `corral master` processes on loopback: started by
+//! `corral up`, the integration tests and the benchmark alike, described in
+//! `STATE_DIR/cluster.json`, stopped by `corral down`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use control_plane::pb::StatusResponse;
+use control_plane::CorralClient;
+use raft_store::transport::TcpDialer;
+use raft_store::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// One process of the local cluster, as written to `cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub role: String,
+    pub id: NodeId,
+    pub address: String,
+    pub pid: u32,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+/// The contents of `cluster.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterFile {
+    pub masters: Vec<ProcessInfo>,
+    /// Worker nodes (arrive with the node agent).
+    #[serde(default)]
+    pub nodes: Vec<ProcessInfo>,
+}
+
+impl ClusterFile {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("cluster.json")
+    }
+
+    pub fn load(state_dir: &Path) -> io::Result<Self> {
+        let path = Self::path(state_dir);
+        let text = fs::read_to_string(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a cluster file: {e}", path.display()),
+            )
+        })
+    }
+
+    pub fn save(&self, state_dir: &Path) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("cluster file serializes");
+        let tmp = state_dir.join("cluster.json.tmp");
+        fs::write(&tmp, text)?;
+        fs::rename(tmp, Self::path(state_dir))
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        self.masters.iter().map(|m| m.address.clone()).collect()
+    }
+}
+
+/// How to start the masters of a local cluster.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub exe: PathBuf,
+    pub state_dir: PathBuf,
+    pub masters: usize,
+    pub base_port: u16,
+    /// Extra flags for every master (timeouts, snapshot policy).
+    pub master_flags: Vec<String>,
+}
+
+/// A local cluster this process started (or loaded from its state dir).
+pub struct LocalCluster {
+    pub opts: LocalOptions,
+    pub file: ClusterFile,
+    /// Child handles of the processes this process spawned, by pid, so that
+    /// they are reaped (a killed child must not linger as a zombie).
+    children: BTreeMap<u32, Child>,
+}
+
+pub fn master_addr(base_port: u16, id: NodeId) -> String {
+    format!("127.0.0.1:{}", base_port as u64 + id - 1)
+}
+
+impl LocalCluster {
+    /// Starts `opts.masters` masters that form one cluster, and writes `cluster.json`.
+    pub fn start(opts: LocalOptions) -> io::Result<Self> {
+        fs::create_dir_all(&opts.state_dir)?;
+        for id in 1..=opts.masters as NodeId {
+            let addr = master_addr(opts.base_port, id);
+            if std::net::TcpListener::bind(&addr).is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("port {addr} is in use: pick another --base-port, or stop what holds it"),
+                ));
+            }
+        }
+        let peers: Vec<String> = (1..=opts.masters as NodeId)
+            .map(|id| format!("{id}={}", master_addr(opts.base_port, id)))
+            .collect();
+        let mut cluster = LocalCluster { opts, file: ClusterFile::default(), children: BTreeMap::new() };
+        for id in 1..=cluster.opts.masters as NodeId {
+            let info = cluster.spawn_master(id, &["--peers".into(), peers.join(",")])?;
+            cluster.file.masters.push(info);
+        }
+        cluster.file.save(&cluster.opts.state_dir)?;
+        Ok(cluster)
+    }
+
+    /// Spawns master `id` with its data dir and log under the state dir.
+    pub fn spawn_master(&mut self, id: NodeId, extra: &[String]) -> io::Result<ProcessInfo> {
+        let data_dir = self.opts.state_dir.join(format!("master-{id}"));
+        let log = self.opts.state_dir.join(format!("master-{id}.log"));
+        let address = master_addr(self.opts.base_port, id);
+        let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut cmd = Command::new(&self.opts.exe);
+        cmd.arg("master")
+            .args(["--id", &id.to_string(), "--listen", &address])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .args(&self.opts.master_flags)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        // Its own process group: Ctrl-C on `corral up` must not stop the cluster.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot start {} master: {e}", self.opts.exe.display()))
+        })?;
+        let pid = child.id();
+        self.children.insert(pid, child);
+        Ok(ProcessInfo { role: "master".into(), id, address, pid, data_dir, log })
+    }
+
+    /// Starts an extra master that joins the running cluster, and records it.
+    pub fn add_master(&mut self, id: NodeId) -> io::Result<ProcessInfo> {
+        let join = self.file.addresses().join(",");
+        let info = self.spawn_master(id, &["--join".into(), join])?;
+        self.file.masters.push(info.clone());
+        self.file.save(&self.opts.state_dir)?;
+        Ok(info)
+    }
+
+    /// Restarts a stopped master from its data dir (no --peers needed: its log has the membership).
+    pub fn restart_master(&mut self, id: NodeId) -> io::Result<ProcessInfo> {
+        let info = self.spawn_master(id, &[])?;
+        if let Some(m) = self.file.masters.iter_mut().find(|m| m.id == id) {
+            *m = info.clone();
+        }
+        self.file.save(&self.opts.state_dir)?;
+        Ok(info)
+    }
+
+    pub fn master(&self, id: NodeId) -> Option<&ProcessInfo> {
+        self.file.masters.iter().find(|m| m.id == id)
+    }
+
+    pub fn client(&self) -> CorralClient {
+        CorralClient::new(self.file.addresses(), Arc::new(TcpDialer::default()))
+    }
+
+    /// Sends `signal` to master `id` and, for a fatal one, reaps it.
+    pub fn signal_master(&mut self, id: NodeId, signal: i32) -> io::Result<()> {
+        let pid =
+            self.master(id).map(|m| m.pid).ok_or_else(|| io::Error::other(format!("no master {id}")))?;
+        send_signal(pid, signal)?;
+        if signal == libc::SIGKILL {
+            if let Some(mut child) = self.children.remove(&pid) {
+                child.wait()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops master `id` gracefully (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop_master(&mut self, id: NodeId) -> io::Result<()> {
+        let pid =
+            self.master(id).map(|m| m.pid).ok_or_else(|| io::Error::other(format!("no master {id}")))?;
+        match self.children.remove(&pid) {
+            Some(child) => stop_child(child, Duration::from_secs(10)),
+            None => stop_pid(pid, Duration::from_secs(10)),
+        }
+    }
+
+    /// Stops every process this cluster started.
+    pub fn stop_all(&mut self) {
+        for pid in self.file.masters.iter().chain(&self.file.nodes).map(|p| p.pid).collect::<Vec<_>>() {
+            let res = match self.children.remove(&pid) {
+                Some(child) => stop_child(child, Duration::from_secs(5)),
+                None => Ok(()),
+            };
+            if let Err(e) = res {
+                tracing::warn!(pid, error = %e, "could not stop process");
+            }
+        }
+    }
+
+    /// Waits until a leader is elected and every master answers; reports progress through `progress`.
+    pub async fn wait_ready(
+        &self,
+        timeout: Duration,
+        mut progress: impl FnMut(&str),
+    ) -> io::Result<StatusResponse> {
+        wait_ready(&self.client(), self.opts.masters, timeout, &mut progress).await
+    }
+}
+
+impl Drop for LocalCluster {
+    /// Children this process spawned and still holds are killed and reaped,
+    /// also when a test fails. `corral up` detaches its children first.
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl LocalCluster {
+    /// Lets the processes outlive this handle (for `corral up`; `corral down` stops them).
+    pub fn detach(mut self) {
+        self.children.clear();
+    }
+}
+
+/// Waits until a leader is known and `expected` masters answer.
+pub async fn wait_ready(
+    client: &CorralClient,
+    expected: usize,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> io::Result<StatusResponse> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let msg = match client.status().await {
+            Ok(s) => {
+                let up = s.members.iter().filter(|m| m.role != "unreachable").count();
+                if s.leader_id != 0 && up >= expected {
+                    return Ok(s);
+                }
+                match s.leader_id {
+                    0 => format!("{up}/{expected} masters up, electing a leader"),
+                    id => format!("{up}/{expected} masters up, master {id} leads"),
+                }
+            }
+            Err(e) => format!("waiting for the masters to answer ({e})"),
+        };
+        if msg != last {
+            progress(&msg);
+            last = msg;
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the cluster was not ready within {timeout:?}: {last}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) with a pid we started and a valid signal number.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn stop_child(mut child: Child, grace: Duration) -> io::Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    send_signal(child.id(), libc::SIGTERM)?;
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    child.wait().map(|_| ())
+}
+
+/// Whether `pid` is still a running `corral master` (not a reused pid).
+pub fn is_our_master(pid: u32, data_dir: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let dir = data_dir.as_os_str().as_encoded_bytes();
+    args.iter().any(|a| *a == b"master") && args.iter().any(|a| *a == dir) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Stops a process we did not spawn in this process (from `cluster.json`).
+pub fn stop_pid(pid: u32, grace: Duration) -> io::Result<()> {
+    send_signal(pid, libc::SIGTERM)?;
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send_signal(pid, libc::SIGKILL)
+}
+
+/// A base port with `count` free consecutive loopback ports, for tests.
+pub fn free_base_port(count: u16) -> u16 {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    loop {
+        let base: u16 = rng.gen_range(20_000..60_000);
+        if (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}

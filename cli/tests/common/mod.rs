@@ -1,0 +1,136 @@
+//! The one harness of the process-level tests: a cluster of real `corral
+//! master` processes on loopback, a write load that records what was
+//! acknowledged, and checks. Processes are killed and temp dirs removed on
+//! drop, also when a test fails (then the masters' log tails are printed).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cli::local::{free_base_port, LocalCluster, LocalOptions};
+use control_plane::CorralClient;
+use raft_store::NodeId;
+
+pub struct TestCluster {
+    pub cluster: LocalCluster,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `masters` masters (room for two more ports) and waits for a leader.
+    pub async fn start(masters: usize, flags: &[&str]) -> Self {
+        let dir = tempfile::Builder::new().prefix("corral-test-").tempdir().expect("temp dir");
+        let opts = LocalOptions {
+            exe: PathBuf::from(env!("CARGO_BIN_EXE_corral")),
+            state_dir: dir.path().to_path_buf(),
+            masters,
+            base_port: free_base_port(masters as u16 + 2),
+            master_flags: flags.iter().map(|s| s.to_string()).collect(),
+        };
+        let cluster = LocalCluster::start(opts).expect("masters start");
+        let tc = TestCluster { cluster, dir };
+        tc.cluster.wait_ready(Duration::from_secs(60), |_| {}).await.expect("cluster ready");
+        tc
+    }
+
+    pub fn client(&self) -> CorralClient {
+        self.cluster.client().with_timeout(Duration::from_secs(30))
+    }
+
+    /// Waits for a leader other than `not` (0 = any) and returns its id.
+    pub async fn leader(&self, not: NodeId) -> NodeId {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = self.client().with_timeout(Duration::from_secs(2)).status().await {
+                if s.leader_id != 0 && s.leader_id != not {
+                    return s.leader_id;
+                }
+            }
+            assert!(Instant::now() < deadline, "no new leader within 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asserts every acknowledged write reads back with its value (linearizable list).
+    pub async fn assert_all_present(&self, acked: &BTreeMap<String, String>) {
+        let (kvs, _) = self.client().list(b"w/", false).await.expect("list");
+        let stored: BTreeMap<String, String> = kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
+            .collect();
+        let missing: Vec<&String> = acked.keys().filter(|k| stored.get(*k) != acked.get(*k)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged writes lost, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for m in &self.cluster.file.masters {
+                let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                eprintln!("--- master {} log tail ---", m.id);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        self.cluster.stop_all();
+    }
+}
+
+/// Background writers of distinct keys `w/<task>/<n>`; remembers what was acknowledged.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<(String, String, Instant)>>>,
+}
+
+impl Writers {
+    pub fn start(client: &CorralClient, tasks: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..tasks)
+            .map(|t| {
+                let client = client.clone().with_timeout(Duration::from_secs(3));
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let (key, value) = (format!("w/{t}/{n}"), format!("v{n}"));
+                        if client.put(key.as_bytes(), value.as_bytes(), None).await.is_ok() {
+                            acked.push((key, value, Instant::now()));
+                        }
+                        n += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Writers { stop, tasks }
+    }
+
+    /// Stops the writers; returns every acknowledged write with when it was acknowledged.
+    pub async fn stop(self) -> Vec<(String, String, Instant)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.extend(t.await.expect("writer task"));
+        }
+        all
+    }
+}
+
+pub fn as_map(acked: &[(String, String, Instant)]) -> BTreeMap<String, String> {
+    acked.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect()
+}

@@ -1,0 +1,78 @@
+//! The gRPC services of a master and the context they share. Handlers only
+//! translate between the wire and the store; forwarding to the leader lives
+//! here, in one place.
+
+pub mod cluster;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use raft_store::transport::Dialer;
+use raft_store::{NodeId, RaftNode};
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+/// Marks a request a master forwarded to the leader, so that it is never
+/// forwarded twice (a leader change in between gets a retriable error).
+pub const FORWARDED: &str = "x-corral-forwarded";
+
+/// What every handler of one master needs.
+#[derive(Clone)]
+pub struct MasterCtx {
+    pub id: NodeId,
+    pub addr: String,
+    pub node: RaftNode,
+    pub dialer: Arc<dyn Dialer>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl MasterCtx {
+    pub fn new(id: NodeId, addr: String, node: RaftNode, dialer: Arc<dyn Dialer>) -> Self {
+        MasterCtx { id, addr, node, dialer, channels: Arc::default() }
+    }
+
+    /// A (cached, lazily connected) channel to another master.
+    pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut channels = self.channels.lock().expect("channel cache lock is never poisoned");
+        if let Some(ch) = channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = self.dialer.channel(addr).map_err(|e| Status::internal(e.to_string()))?;
+        channels.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// The leader as this master knows it: id and address.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let id = metrics.current_leader?;
+        let addr = metrics.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    /// The request to send to `leader` on behalf of a client: marked as forwarded.
+    pub fn forward_request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.metadata_mut().insert(FORWARDED, self.id.to_string().parse().expect("digits are ascii"));
+        req.set_timeout(std::time::Duration::from_secs(30));
+        req
+    }
+
+    /// The error for a forwarded request that reached a master which is no
+    /// longer the leader.
+    pub fn moved(&self) -> Status {
+        let hint = match self.leader() {
+            Some((id, addr)) => format!("master {id} at {addr} leads now"),
+            None => "an election is under way".to_string(),
+        };
+        Status::unavailable(format!(
+            "leadership moved away from master {} while forwarding ({hint}); retry",
+            self.id
+        ))
+    }
+}
+
+pub fn is_forwarded<T>(req: &Request<T>) -> bool {
+    req.metadata().contains_key(FORWARDED)
+}
