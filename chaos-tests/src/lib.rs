@@ -127,6 +127,10 @@ pub fn seeds(ci: &[u64]) -> Vec<u64> {
 
 /// Runs `scenario` once per seed; a failure names the seed and how to replay it.
 pub fn run_seeded(test: &str, ci: &[u64], scenario: impl Fn(u64) -> turmoil::Result) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     for seed in seeds(ci) {
         eprintln!("{test}: seed {seed}");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(seed)));

@@ -57,6 +57,7 @@ fn scenario(seed: u64) -> turmoil::Result {
         }
 
         // Cut the leader off from both followers (the client still reaches everyone).
+        tracing::info!(old, "wrote 20 keys; partitioning the leader");
         let majority: Vec<NodeId> = all.iter().copied().filter(|id| *id != old).collect();
         for id in &majority {
             turmoil::partition(master_host(old), master_host(*id));
@@ -69,12 +70,15 @@ fn scenario(seed: u64) -> turmoil::Result {
         let stranded = tokio::spawn(async move { lone.put(b"stranded", b"lost", None).await });
 
         // The majority elects a new leader and commits.
+        tracing::info!(old_committed, old_applied, "isolated");
         let new = leader(old, &majority).await;
+        tracing::info!(new, "new leader");
         assert_ne!(new, old);
         let majority_client = sim_client(&majority, Duration::from_secs(20));
         for i in 0..20 {
             majority_client.put(format!("during/{i}").as_bytes(), b"v", None).await?;
         }
+        tracing::info!("majority committed 20 keys");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(stranded.await?.is_err(), "the isolated old leader acknowledged a write");
         let (committed, applied) = indexes(old).await;
@@ -88,6 +92,7 @@ fn scenario(seed: u64) -> turmoil::Result {
         for id in &majority {
             turmoil::repair(master_host(old), master_host(*id));
         }
+        tracing::info!("healed");
         let (reference, _) = client.list(b"", false).await?;
         let reference: BTreeMap<Vec<u8>, (Vec<u8>, u64)> =
             reference.into_iter().map(|kv| (kv.key, (kv.value, kv.revision.0))).collect();
@@ -108,5 +113,5 @@ fn scenario(seed: u64) -> turmoil::Result {
 
 #[test]
 fn isolated_leader_commits_nothing_and_the_cluster_converges_after_healing() {
-    run_seeded("partition", &[1, 2, 3], scenario);
+    run_seeded("partition", &(1..=10).collect::<Vec<_>>(), scenario);
 }

@@ -299,7 +299,7 @@ pub fn is_our_master(pid: u32, data_dir: &Path) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let dir = data_dir.as_os_str().as_encoded_bytes();
-    args.iter().any(|a| *a == b"master") && args.iter().any(|a| *a == dir) && !is_zombie(pid)
+    args.contains(&b"master".as_slice()) && args.contains(&dir) && !is_zombie(pid)
 }
 
 fn is_zombie(pid: u32) -> bool {

@@ -3,7 +3,9 @@
 //! into errors that say what to do.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::{Stream, StreamExt};
 use raft_store::transport::Dialer;
@@ -132,7 +134,9 @@ impl CorralClient {
                         return Ok(v);
                     }
                     Ok(Err(s)) if retriable(&s) => {
-                        reached_any |= !s.message().contains("transport error");
+                        // A status built by this process (connect failure) has a source;
+                        // one a master sent over the wire does not.
+                        reached_any |= std::error::Error::source(&s).is_none();
                         last = format!("{}: {}", self.addrs[i], s.message());
                     }
                     Ok(Err(s)) => return Err(ClientError::from_status(s)),

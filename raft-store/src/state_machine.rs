@@ -52,6 +52,9 @@ pub enum Mutation {
     Delete { key: Vec<u8>, prev: Revision },
 }
 
+/// Looks up a key's current revision (none if absent).
+pub type RevisionLookup<'a> = dyn FnMut(&[u8]) -> Result<Option<Revision>, StoreError> + 'a;
+
 /// Decides what a transaction at `revision` does, given each key's current
 /// revision. Pure: all conditions are checked against the state before the
 /// transaction; if one fails, nothing changes. Later operations of the
@@ -59,7 +62,7 @@ pub enum Mutation {
 pub fn plan_txn(
     txn: &Txn,
     revision: Revision,
-    current: &mut dyn FnMut(&[u8]) -> Result<Option<Revision>, StoreError>,
+    current: &mut RevisionLookup<'_>,
 ) -> Result<(Outcome, Vec<Mutation>), StoreError> {
     let mut state: HashMap<&[u8], Option<Revision>> = HashMap::new();
     for (i, op) in txn.ops.iter().enumerate() {

@@ -101,9 +101,8 @@ fn read_chunk(
     let iter =
         db.raw().iterator_cf_opt(db.cf(CF_EVENTS), opts, IteratorMode::From(&cursor, Direction::Forward));
     let mut events = Vec::new();
-    let mut scanned = 0;
     let mut next = event_key(applied + 1, 0).max(cursor);
-    for item in iter {
+    for (scanned, item) in iter.enumerate() {
         let (key, value) = item?;
         if from_be(&key).unwrap_or(u64::MAX) > applied {
             break;
@@ -112,7 +111,6 @@ fn read_chunk(
             next = key.as_ref().try_into().expect("event keys are 12 bytes");
             return Ok((events, next, false));
         }
-        scanned += 1;
         let event: Event = codec::decode(&value)?;
         if event.key.starts_with(prefix) {
             events.push(event);
