@@ -8,7 +8,7 @@ use cli::commands::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = match &cli.command {
-        Command::Master(_) => "info",
+        Command::Master(_) => "info,openraft=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -138,9 +138,13 @@ impl CorralClient {
                         // one a master sent over the wire does not.
                         reached_any |= std::error::Error::source(&s).is_none();
                         last = format!("{}: {}", self.addrs[i], s.message());
+                        tracing::debug!(master = %self.addrs[i], error = %s.message(), "retriable error");
                     }
                     Ok(Err(s)) => return Err(ClientError::from_status(s)),
-                    Err(_) => last = format!("{}: no answer within {ATTEMPT_TIMEOUT:?}", self.addrs[i]),
+                    Err(_) => {
+                        last = format!("{}: no answer within {ATTEMPT_TIMEOUT:?}", self.addrs[i]);
+                        tracing::debug!(master = %self.addrs[i], "no answer within {ATTEMPT_TIMEOUT:?}");
+                    }
                 }
                 if Instant::now() >= deadline {
                     return Err(self.give_up(reached_any, last));

@@ -159,10 +159,11 @@ async fn load(
 /// master and waits for the full cluster before returning.
 async fn failover_trial(cluster: &mut LocalCluster, value_size: usize) -> Result<f64> {
     let client = cluster.client();
+    // The leader as the leader itself reports it (not a follower's stale view).
     let status = client.status().await?;
-    let leader = status.leader_id;
-    if leader == 0 {
-        return Err(CliError::msg("no leader before the trial"));
+    let leader = status.members.iter().find(|m| m.role == "leader").map(|m| m.id).unwrap_or(0);
+    if leader == 0 || leader != status.leader_id {
+        return Err(CliError::msg(format!("no settled leader before the trial: {status:?}")));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let background = {
