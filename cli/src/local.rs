@@ -91,8 +91,10 @@ pub fn master_addr(base_port: u16, id: NodeId) -> String {
 
 impl LocalCluster {
     /// Starts `opts.masters` masters that form one cluster, and writes `cluster.json`.
-    pub fn start(opts: LocalOptions) -> io::Result<Self> {
+    pub fn start(mut opts: LocalOptions) -> io::Result<Self> {
         fs::create_dir_all(&opts.state_dir)?;
+        // Absolute paths in cluster.json: `corral down` works from any directory.
+        opts.state_dir = fs::canonicalize(&opts.state_dir)?;
         for id in 1..=opts.masters as NodeId {
             let addr = master_addr(opts.base_port, id);
             if std::net::TcpListener::bind(&addr).is_err() {

@@ -206,7 +206,7 @@ impl Cluster for ClusterService {
                         id,
                         address: addr,
                         role: "unreachable".into(),
-                        error: e.message().to_string(),
+                        error: format!("not answering: {}", e.message()),
                         ..Default::default()
                     },
                 }
