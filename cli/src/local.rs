@@ -246,7 +246,7 @@ pub async fn wait_ready(
         let msg = match client.status().await {
             Ok(s) => {
                 let up = s.members.iter().filter(|m| m.role != "unreachable").count();
-                if s.leader_id != 0 && up >= expected {
+                if s.leader_id != 0 && up >= expected && settled(&s) {
                     return Ok(s);
                 }
                 match s.leader_id {
@@ -268,6 +268,16 @@ pub async fn wait_ready(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Exactly one member reports itself leader, it is the leader the reporter
+/// knows, and every member is in its term. (A restarted former leader
+/// resumes its old leadership from disk until it hears the newer term.)
+fn settled(s: &StatusResponse) -> bool {
+    let leaders: Vec<&control_plane::pb::Member> = s.members.iter().filter(|m| m.role == "leader").collect();
+    leaders.len() == 1
+        && leaders[0].id == s.leader_id
+        && s.members.iter().filter(|m| m.role != "unreachable").all(|m| m.term == leaders[0].term)
 }
 
 pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {

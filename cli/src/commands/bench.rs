@@ -36,6 +36,12 @@ pub struct StoreBenchArgs {
     /// kill -9 trials on the leader.
     #[arg(long, default_value_t = 5)]
     pub failovers: usize,
+    /// Extra flags for every master, e.g. --master-flags="--snapshot-every 500".
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    pub master_flags: Vec<String>,
+    /// Keep the cluster's data and logs here (default: a temp dir, removed afterwards).
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cmd: &BenchCommand) -> Result<()> {
@@ -53,10 +59,10 @@ async fn store(args: &StoreBenchArgs) -> Result<()> {
     let exe = std::env::current_exe().map_err(err)?;
     let opts = LocalOptions {
         exe,
-        state_dir: dir.path().to_path_buf(),
+        state_dir: args.state_dir.clone().unwrap_or_else(|| dir.path().to_path_buf()),
         masters: args.masters,
         base_port: free_base_port(args.masters as u16),
-        master_flags: Vec::new(),
+        master_flags: args.master_flags.clone(),
     };
     let mut cluster = LocalCluster::start(opts).map_err(err)?;
     cluster.wait_ready(Duration::from_secs(60), |m| eprintln!("  {m}")).await.map_err(err)?;
@@ -81,7 +87,16 @@ async fn store(args: &StoreBenchArgs) -> Result<()> {
     if args.failovers > 0 {
         let mut times = Vec::new();
         for trial in 1..=args.failovers {
-            let t = failover_trial(&mut cluster, args.value_size).await?;
+            let t = match failover_trial(&mut cluster, args.value_size).await {
+                Ok(t) => t,
+                Err(e) => {
+                    if args.state_dir.is_some() {
+                        // Leave the processes up for inspection (`corral down` stops them).
+                        cluster.detach();
+                    }
+                    return Err(e);
+                }
+            };
             println!(
                 "failover {trial}: {:.0} ms from kill -9 of the leader to the first acknowledged write",
                 t * 1e3
