@@ -6,6 +6,7 @@
 //! and status. Writes and linearizable reads that reach a follower are
 //! forwarded to the leader, so any master address works.
 
+pub mod api;
 pub mod client;
 pub mod convert;
 pub mod error;

@@ -1,0 +1,441 @@
+//! Validation of objects: every problem is reported with its field path,
+//! in Kubernetes' words where Kubernetes has them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::affinity::{Affinity, NodeSelectorOperator, NodeSelectorTerm, PodAffinityTerm};
+use super::deployment::{Deployment, StrategyType};
+use super::labels::{
+    validate_dns1123_label, validate_dns1123_subdomain, validate_label_key, validate_label_value, LabelSelector,
+};
+use super::meta::ObjectMeta;
+use super::pod::{Container, PodSpec, Probe, RestartPolicy};
+use super::service::{Endpoints, Service, ServiceType};
+use super::{IntOrString, Kind, Object};
+
+/// One problem, at one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The one topology Corral schedules by: the node.
+pub const HOSTNAME_TOPOLOGY: &str = "kubernetes.io/hostname";
+
+/// Collects the errors of one object.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+
+    fn check(&mut self, path: impl Into<String>, result: Result<(), String>) {
+        if let Err(m) = result {
+            self.add(path, m);
+        }
+    }
+}
+
+pub fn validate(obj: &Object) -> Vec<FieldError> {
+    let mut e = Errors::default();
+    validate_meta(&mut e, obj.kind(), obj.meta());
+    match obj {
+        Object::Pod(p) => validate_pod_spec(&mut e, "spec", &p.spec, false),
+        Object::Deployment(d) => validate_deployment(&mut e, d),
+        Object::Service(s) => validate_service(&mut e, s),
+        Object::Endpoints(ep) => validate_endpoints(&mut e, ep),
+        Object::Node(n) => {
+            if let Some(status) = &n.status {
+                for key in status.capacity.keys().chain(status.allocatable.keys()) {
+                    if !matches!(key.as_str(), "cpu" | "memory" | "pods") {
+                        e.add(format!("status.capacity[{key}]"), "only cpu, memory and pods are supported");
+                    }
+                }
+            }
+        }
+        Object::Event(ev) => {
+            if ev.involved_object.name.as_deref().unwrap_or_default().is_empty() {
+                e.add("involvedObject.name", "is required");
+            }
+            if ev.involved_object.kind.as_deref().unwrap_or_default().is_empty() {
+                e.add("involvedObject.kind", "is required");
+            }
+        }
+    }
+    e.0
+}
+
+fn validate_meta(e: &mut Errors, kind: Kind, meta: &ObjectMeta) {
+    if meta.name.is_empty() {
+        e.add("metadata.name", "is required");
+    } else if matches!(kind, Kind::Service | Kind::Endpoints) {
+        e.check("metadata.name", validate_dns1123_label(&meta.name));
+    } else {
+        e.check("metadata.name", validate_dns1123_subdomain(&meta.name));
+    }
+    if let Some(ns) = &meta.namespace {
+        if !kind.namespaced() && !ns.is_empty() {
+            e.add("metadata.namespace", format!("{kind} is cluster-scoped: remove the namespace"));
+        } else {
+            e.check("metadata.namespace", validate_dns1123_label(ns));
+        }
+    }
+    validate_labels(e, "metadata.labels", &meta.labels);
+    for key in meta.annotations.keys() {
+        e.check(format!("metadata.annotations[{key}]"), validate_label_key(key));
+    }
+    let annotation_bytes: usize = meta.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if annotation_bytes > 256 * 1024 {
+        e.add("metadata.annotations", format!("{annotation_bytes} bytes: annotations are limited to 256 KiB"));
+    }
+    for (i, o) in meta.owner_references.iter().enumerate() {
+        for (field, value) in [("apiVersion", &o.api_version), ("kind", &o.kind), ("name", &o.name), ("uid", &o.uid)] {
+            if value.is_empty() {
+                e.add(format!("metadata.ownerReferences[{i}].{field}"), "is required");
+            }
+        }
+    }
+}
+
+fn validate_labels(e: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
+    for (k, v) in labels {
+        e.check(format!("{path}[{k}]"), validate_label_key(k));
+        e.check(format!("{path}[{k}]"), validate_label_value(v));
+    }
+}
+
+fn validate_selector(e: &mut Errors, path: &str, selector: &LabelSelector) {
+    if let Err(errors) = selector.validate() {
+        for (sub, message) in errors {
+            e.add(format!("{path}.{sub}"), message);
+        }
+    }
+}
+
+fn port_range(e: &mut Errors, path: String, port: i32) {
+    if !(1..=65535).contains(&port) {
+        e.add(path, format!("{port}: must be between 1 and 65535, inclusive"));
+    }
+}
+
+fn validate_pod_spec(e: &mut Errors, path: &str, spec: &PodSpec, in_template: bool) {
+    if spec.containers.is_empty() {
+        e.add(format!("{path}.containers"), "at least one container is required");
+    }
+    let volumes: BTreeSet<&str> = spec.volumes.iter().map(|v| v.name.as_str()).collect();
+    let mut names = BTreeSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let cpath = format!("{path}.containers[{i}]");
+        if !names.insert(c.name.as_str()) {
+            e.add(format!("{cpath}.name"), format!("{:?}: duplicate container name", c.name));
+        }
+        validate_container(e, &cpath, c, &volumes);
+    }
+    let mut seen = BTreeSet::new();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let vpath = format!("{path}.volumes[{i}]");
+        e.check(format!("{vpath}.name"), validate_dns1123_label(&v.name));
+        if !seen.insert(v.name.as_str()) {
+            e.add(format!("{vpath}.name"), format!("{:?}: duplicate volume name", v.name));
+        }
+        match (&v.empty_dir, &v.host_path) {
+            (Some(_), Some(_)) => e.add(vpath, "may not specify more than 1 volume type"),
+            (None, None) => e.add(vpath, "must specify a volume type: emptyDir or hostPath"),
+            (None, Some(h)) if !h.path.starts_with('/') => {
+                e.add(format!("{vpath}.hostPath.path"), "must be an absolute path")
+            }
+            _ => {}
+        }
+    }
+    if in_template && spec.restart_policy.is_some_and(|p| p != RestartPolicy::Always) {
+        e.add(format!("{path}.restartPolicy"), "Unsupported value: only \"Always\" is allowed in a deployment's template");
+    }
+    if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
+        e.add(format!("{path}.terminationGracePeriodSeconds"), "must be greater than or equal to 0");
+    }
+    validate_labels(e, &format!("{path}.nodeSelector"), &spec.node_selector);
+    if let Some(a) = &spec.affinity {
+        validate_affinity(e, &format!("{path}.affinity"), a);
+    }
+}
+
+fn validate_container(e: &mut Errors, path: &str, c: &Container, volumes: &BTreeSet<&str>) {
+    e.check(format!("{path}.name"), validate_dns1123_label(&c.name));
+    if c.image.trim().is_empty() {
+        e.add(format!("{path}.image"), "is required");
+    }
+    let mut port_names = BTreeSet::new();
+    for (j, p) in c.ports.iter().enumerate() {
+        port_range(e, format!("{path}.ports[{j}].containerPort"), p.container_port);
+        if let Some(h) = p.host_port {
+            if h != 0 {
+                port_range(e, format!("{path}.ports[{j}].hostPort"), h);
+            }
+        }
+        if let Some(name) = &p.name {
+            e.check(format!("{path}.ports[{j}].name"), validate_dns1123_label(name));
+            if !port_names.insert(name.as_str()) {
+                e.add(format!("{path}.ports[{j}].name"), format!("{name:?}: duplicate port name"));
+            }
+        }
+    }
+    for (j, env) in c.env.iter().enumerate() {
+        let ok = !env.name.is_empty()
+            && !env.name.starts_with(|ch: char| ch.is_ascii_digit())
+            && env.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+        if !ok {
+            e.add(
+                format!("{path}.env[{j}].name"),
+                format!("{:?}: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit", env.name),
+            );
+        }
+    }
+    for (section, map) in [("requests", &c.resources.requests), ("limits", &c.resources.limits)] {
+        for key in map.keys() {
+            if key != "cpu" && key != "memory" {
+                e.add(format!("{path}.resources.{section}[{key}]"), "only cpu and memory are supported");
+            }
+        }
+    }
+    for key in ["cpu", "memory"] {
+        let (Some(req), Some(lim)) = (c.resources.requests.get(key), c.resources.limits.get(key)) else { continue };
+        if req.millis() > lim.millis() {
+            e.add(format!("{path}.resources.requests[{key}]"), format!("{req}: must be less than or equal to {key} limit {lim}"));
+        }
+    }
+    for (j, m) in c.volume_mounts.iter().enumerate() {
+        if !volumes.contains(m.name.as_str()) {
+            e.add(format!("{path}.volumeMounts[{j}].name"), format!("{:?}: not found among the pod's volumes", m.name));
+        }
+        if !m.mount_path.starts_with('/') {
+            e.add(format!("{path}.volumeMounts[{j}].mountPath"), "must be an absolute path");
+        }
+    }
+    let named: BTreeSet<&str> = c.ports.iter().filter_map(|p| p.name.as_deref()).collect();
+    for (field, probe) in [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe)] {
+        if let Some(p) = probe {
+            validate_probe(e, &format!("{path}.{field}"), p, &named);
+        }
+    }
+}
+
+fn validate_probe(e: &mut Errors, path: &str, p: &Probe, named_ports: &BTreeSet<&str>) {
+    let handlers = [p.http_get.is_some(), p.tcp_socket.is_some(), p.exec.is_some()].iter().filter(|h| **h).count();
+    match handlers {
+        0 => e.add(path.to_string(), "must specify a handler type: httpGet, tcpSocket or exec"),
+        1 => {}
+        _ => e.add(path.to_string(), "may not specify more than 1 handler type"),
+    }
+    let port = p.http_get.as_ref().map(|h| (&h.port, "httpGet")).or(p.tcp_socket.as_ref().map(|t| (&t.port, "tcpSocket")));
+    if let Some((port, handler)) = port {
+        let ppath = format!("{path}.{handler}.port");
+        match port {
+            IntOrString::Int(n) => port_range(e, ppath, *n),
+            IntOrString::String(name) if !named_ports.contains(name.as_str()) => {
+                e.add(ppath, format!("{name:?}: not a port name of this container"))
+            }
+            IntOrString::String(_) => {}
+        }
+    }
+    if let Some(x) = &p.exec {
+        if x.command.is_empty() {
+            e.add(format!("{path}.exec.command"), "must not be empty");
+        }
+    }
+    for (field, value, min) in [
+        ("initialDelaySeconds", p.initial_delay_seconds, 0),
+        ("periodSeconds", p.period_seconds, 1),
+        ("timeoutSeconds", p.timeout_seconds, 1),
+        ("failureThreshold", p.failure_threshold, 1),
+        ("successThreshold", p.success_threshold, 1),
+    ] {
+        if value.is_some_and(|v| v < min) {
+            e.add(format!("{path}.{field}"), format!("must be greater than or equal to {min}"));
+        }
+    }
+}
+
+fn validate_node_term(e: &mut Errors, path: &str, term: &NodeSelectorTerm) {
+    if term.match_expressions.is_empty() {
+        e.add(format!("{path}.matchExpressions"), "must have at least one requirement");
+    }
+    for (i, r) in term.match_expressions.iter().enumerate() {
+        let rpath = format!("{path}.matchExpressions[{i}]");
+        e.check(format!("{rpath}.key"), validate_label_key(&r.key));
+        match r.operator {
+            NodeSelectorOperator::In | NodeSelectorOperator::NotIn if r.values.is_empty() => {
+                e.add(format!("{rpath}.values"), "must be specified when `operator` is 'In' or 'NotIn'")
+            }
+            NodeSelectorOperator::Exists | NodeSelectorOperator::DoesNotExist if !r.values.is_empty() => {
+                e.add(format!("{rpath}.values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+            }
+            NodeSelectorOperator::Gt | NodeSelectorOperator::Lt
+                if r.values.len() != 1 || r.values[0].parse::<i64>().is_err() =>
+            {
+                e.add(format!("{rpath}.values"), "must be a single integer when `operator` is 'Gt' or 'Lt'")
+            }
+            _ => {}
+        }
+    }
+}
+
+fn validate_pod_term(e: &mut Errors, path: &str, term: &PodAffinityTerm) {
+    if term.topology_key != HOSTNAME_TOPOLOGY {
+        e.add(
+            format!("{path}.topologyKey"),
+            format!("{:?}: only {HOSTNAME_TOPOLOGY:?} (the node) is supported", term.topology_key),
+        );
+    }
+    if let Some(s) = &term.label_selector {
+        validate_selector(e, &format!("{path}.labelSelector"), s);
+    }
+}
+
+fn weight(e: &mut Errors, path: String, w: i32) {
+    if !(1..=100).contains(&w) {
+        e.add(path, format!("{w}: must be in the range 1-100"));
+    }
+}
+
+fn validate_affinity(e: &mut Errors, path: &str, a: &Affinity) {
+    if let Some(n) = &a.node_affinity {
+        let npath = format!("{path}.nodeAffinity");
+        if let Some(req) = &n.required_during_scheduling_ignored_during_execution {
+            let rpath = format!("{npath}.requiredDuringSchedulingIgnoredDuringExecution");
+            if req.node_selector_terms.is_empty() {
+                e.add(format!("{rpath}.nodeSelectorTerms"), "must have at least one node selector term");
+            }
+            for (i, t) in req.node_selector_terms.iter().enumerate() {
+                validate_node_term(e, &format!("{rpath}.nodeSelectorTerms[{i}]"), t);
+            }
+        }
+        for (i, p) in n.preferred_during_scheduling_ignored_during_execution.iter().enumerate() {
+            let ppath = format!("{npath}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+            weight(e, format!("{ppath}.weight"), p.weight);
+            validate_node_term(e, &format!("{ppath}.preference"), &p.preference);
+        }
+    }
+    for (field, pa) in [("podAffinity", &a.pod_affinity), ("podAntiAffinity", &a.pod_anti_affinity)] {
+        let Some(pa) = pa else { continue };
+        let ppath = format!("{path}.{field}");
+        for (i, t) in pa.required_during_scheduling_ignored_during_execution.iter().enumerate() {
+            validate_pod_term(e, &format!("{ppath}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"), t);
+        }
+        for (i, w) in pa.preferred_during_scheduling_ignored_during_execution.iter().enumerate() {
+            let wpath = format!("{ppath}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+            weight(e, format!("{wpath}.weight"), w.weight);
+            validate_pod_term(e, &format!("{wpath}.podAffinityTerm"), &w.pod_affinity_term);
+        }
+    }
+}
+
+fn validate_deployment(e: &mut Errors, d: &Deployment) {
+    let spec = &d.spec;
+    if spec.replicas.is_some_and(|r| r < 0) {
+        e.add("spec.replicas", "must be greater than or equal to 0");
+    }
+    if spec.selector.match_labels.is_empty() && spec.selector.match_expressions.is_empty() {
+        e.add("spec.selector", "Required value: a deployment needs a selector");
+    } else {
+        validate_selector(e, "spec.selector", &spec.selector);
+        if !spec.selector.matches(&spec.template.metadata.labels) {
+            e.add("spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`");
+        }
+    }
+    validate_labels(e, "spec.template.metadata.labels", &spec.template.metadata.labels);
+    validate_pod_spec(e, "spec.template.spec", &spec.template.spec, true);
+    for (field, v) in [
+        ("minReadySeconds", spec.min_ready_seconds),
+        ("revisionHistoryLimit", spec.revision_history_limit),
+        ("progressDeadlineSeconds", spec.progress_deadline_seconds),
+    ] {
+        if v.is_some_and(|v| v < 0) {
+            e.add(format!("spec.{field}"), "must be greater than or equal to 0");
+        }
+    }
+    if let Some(s) = &spec.strategy {
+        if s.type_ == Some(StrategyType::Recreate) && s.rolling_update.is_some() {
+            e.add("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'");
+        }
+        if let Some(ru) = &s.rolling_update {
+            let mut zero = 0;
+            for (field, v) in [("maxSurge", &ru.max_surge), ("maxUnavailable", &ru.max_unavailable)] {
+                let Some(v) = v else { continue };
+                match v.scaled(100, false) {
+                    Ok(n) if n < 0 => e.add(format!("spec.strategy.rollingUpdate.{field}"), "must be greater than or equal to 0"),
+                    Ok(0) => zero += 1,
+                    Ok(_) => {}
+                    Err(m) => e.add(format!("spec.strategy.rollingUpdate.{field}"), m),
+                }
+                if let IntOrString::String(p) = v {
+                    if p.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()).is_some_and(|n| n > 100) && field == "maxUnavailable" {
+                        e.add(format!("spec.strategy.rollingUpdate.{field}"), "must not be greater than 100%");
+                    }
+                }
+            }
+            if zero == 2 {
+                e.add("spec.strategy.rollingUpdate.maxUnavailable", "may not be 0 when `maxSurge` is 0");
+            }
+        }
+    }
+}
+
+fn validate_service(e: &mut Errors, s: &Service) {
+    let spec = &s.spec;
+    validate_labels(e, "spec.selector", &spec.selector);
+    if spec.ports.is_empty() {
+        e.add("spec.ports", "Required value: a service needs at least one port");
+    }
+    let mut names = BTreeSet::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        let ppath = format!("spec.ports[{i}]");
+        port_range(e, format!("{ppath}.port"), p.port);
+        match &p.name {
+            Some(n) => {
+                e.check(format!("{ppath}.name"), validate_dns1123_label(n));
+                if !names.insert(n.as_str()) {
+                    e.add(format!("{ppath}.name"), format!("{n:?}: duplicate port name"));
+                }
+            }
+            None if spec.ports.len() > 1 => e.add(format!("{ppath}.name"), "is required when a service has more than one port"),
+            None => {}
+        }
+        match &p.target_port {
+            Some(IntOrString::Int(t)) => port_range(e, format!("{ppath}.targetPort"), *t),
+            Some(IntOrString::String(t)) => e.check(format!("{ppath}.targetPort"), validate_dns1123_label(t)),
+            None => {}
+        }
+        if let Some(np) = p.node_port {
+            if spec.type_ != Some(ServiceType::NodePort) {
+                e.add(format!("{ppath}.nodePort"), "may only be set when `type` is 'NodePort'");
+            } else {
+                port_range(e, format!("{ppath}.nodePort"), np);
+            }
+        }
+    }
+}
+
+fn validate_endpoints(e: &mut Errors, ep: &Endpoints) {
+    for (i, subset) in ep.subsets.iter().enumerate() {
+        for (field, addrs) in [("addresses", &subset.addresses), ("notReadyAddresses", &subset.not_ready_addresses)] {
+            for (j, a) in addrs.iter().enumerate() {
+                if a.ip.parse::<std::net::IpAddr>().is_err() {
+                    e.add(format!("subsets[{i}].{field}[{j}].ip"), format!("{:?}: must be a valid IP address", a.ip));
+                }
+            }
+        }
+        for (j, p) in subset.ports.iter().enumerate() {
+            port_range(e, format!("subsets[{i}].ports[{j}].port"), p.port);
+        }
+    }
+}
