@@ -42,11 +42,7 @@ impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::InvalidArgument(m) => Status::invalid_argument(m),
-            ApiError::Conflict(c) => {
-                let mut s = Status::failed_precondition(c.to_string());
-                s.metadata_mut().insert(CONFLICT_MARK, "1".parse().expect("ascii"));
-                s
-            }
+            ApiError::Conflict(c) => conflict_status(c.to_string()),
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
@@ -58,6 +54,13 @@ impl From<ApiError> for Status {
             ApiError::Store(e) => Status::internal(format!("store error: {e}")),
         }
     }
+}
+
+/// A compare-and-swap conflict on an object: retriable after a fresh read.
+pub fn conflict_status(message: impl Into<String>) -> Status {
+    let mut s = Status::failed_precondition(message.into());
+    s.metadata_mut().insert(CONFLICT_MARK, "1".parse().expect("ascii"));
+    s
 }
 
 /// Whether a status is a compare-and-swap conflict.

@@ -8,9 +8,11 @@
 
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod convert;
 pub mod error;
 pub mod master;
+pub mod objects;
 pub mod service;
 
 pub mod pb {

@@ -15,18 +15,22 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::server::Connected;
 
 use crate::client::{ClientError, CorralClient};
+use crate::clock::Clock;
 use crate::service::cluster::ClusterService;
+use crate::service::objects::ObjectsService;
 use crate::service::store::StoreService;
 use crate::service::MasterCtx;
 
 /// Everything that shapes one master.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MasterConfig {
     pub raft: RaftNodeConfig,
     /// The address other masters and clients reach this master at.
     pub advertise: String,
     /// The initial voters (including this master) when forming a new cluster.
     pub peers: BTreeMap<NodeId, String>,
+    /// Wall-clock time for timestamps (creation, deletion).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A running master.
@@ -40,7 +44,7 @@ impl Master {
     pub async fn start(config: MasterConfig, dialer: Arc<dyn Dialer>) -> Result<Self, StoreError> {
         let id = config.raft.id;
         let node = RaftNode::start(config.raft, dialer.clone()).await?;
-        let master = Master { ctx: MasterCtx::new(id, config.advertise, node, dialer) };
+        let master = Master { ctx: MasterCtx::new(id, config.advertise, node, dialer, config.clock) };
         if !config.peers.is_empty() {
             master.bootstrap(config.peers).await?;
         }
@@ -110,6 +114,7 @@ impl Master {
             .add_service(self.ctx.node.raft_service())
             .add_service(StoreService::new(self.ctx.clone()))
             .add_service(ClusterService::new(self.ctx.clone()))
+            .add_service(ObjectsService::new(self.ctx.clone()))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| format!("master {} stopped serving: {e}", self.ctx.id))

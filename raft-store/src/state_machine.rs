@@ -200,6 +200,8 @@ impl StateMachine {
         let db = &self.db;
         let mut batch = WriteBatch::default();
         let mut overlay: HashMap<Vec<u8>, Option<Revision>> = HashMap::new();
+        // Values put earlier in this batch, for the events of later deletes.
+        let mut put_values: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut responses = Vec::with_capacity(entries.len());
         let mut last_applied = None;
         for entry in entries {
@@ -230,19 +232,22 @@ impl StateMachine {
                                     raw.extend_from_slice(&value);
                                     batch.put_cf(db.cf(CF_KV), &key, raw);
                                     overlay.insert(key.clone(), Some(revision));
+                                    put_values.insert(key.clone(), value.clone());
                                     Event { revision, kind: EventKind::Put, key, value, prev_revision: prev }
                                 }
                                 Mutation::Delete { key, prev } => {
+                                    let value = match put_values.remove(&key) {
+                                        Some(v) => v,
+                                        None => db
+                                            .raw()
+                                            .get_cf(db.cf(CF_KV), &key)?
+                                            .map(|raw| raw.get(8..).unwrap_or_default().to_vec())
+                                            .unwrap_or_default(),
+                                    };
                                     batch.delete_cf(db.cf(CF_KV), &key);
                                     overlay.insert(key.clone(), None);
                                     let prev_revision = Some(prev);
-                                    Event {
-                                        revision,
-                                        kind: EventKind::Delete,
-                                        key,
-                                        value: Vec::new(),
-                                        prev_revision,
-                                    }
+                                    Event { revision, kind: EventKind::Delete, key, value, prev_revision }
                                 }
                             };
                             batch.put_cf(

@@ -191,7 +191,7 @@ pub struct Event {
     pub revision: Revision,
     pub kind: EventKind,
     pub key: Vec<u8>,
-    /// The new value for a put; empty for a delete.
+    /// The new value for a put; the value the key had, for a delete.
     pub value: Vec<u8>,
     pub prev_revision: Option<Revision>,
 }

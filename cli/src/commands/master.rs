@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use control_plane::clock::SystemClock;
 use control_plane::{ClientError, Master, MasterConfig};
 use raft_store::state_machine::History;
 use raft_store::transport::TcpDialer;
@@ -77,7 +78,7 @@ pub async fn run(args: MasterArgs) -> Result<()> {
     raft.snapshot_every = args.snapshot_every;
     raft.keep_behind_snapshot = args.keep_behind_snapshot;
     raft.history = History { retain_revisions: args.history };
-    let config = MasterConfig { raft, advertise: args.listen.clone(), peers };
+    let config = MasterConfig { raft, advertise: args.listen.clone(), peers, clock: Arc::new(SystemClock) };
     let dialer = Arc::new(TcpDialer::default());
     let master = Master::start(config, dialer).await.map_err(|e| {
         CliError::msg(format!("master {} cannot start from {}: {e}", args.id, args.data_dir.display()))

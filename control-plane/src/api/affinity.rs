@@ -131,7 +131,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn req(key: &str, op: NodeSelectorOperator, values: &[&str]) -> NodeSelectorRequirement {
-        NodeSelectorRequirement { key: key.into(), operator: op, values: values.iter().map(|s| s.to_string()).collect() }
+        NodeSelectorRequirement {
+            key: key.into(),
+            operator: op,
+            values: values.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]

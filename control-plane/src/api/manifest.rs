@@ -23,9 +23,8 @@ pub struct ManifestError {
 pub fn parse(source_name: &str, text: &str) -> Result<Vec<Object>, Vec<ManifestError>> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
-    let mut document = 0;
-    for de in serde_yaml_ng::Deserializer::from_str(text) {
-        document += 1;
+    for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = index + 1;
         let err = |line: Option<usize>, path: String, message: String| ManifestError {
             source_name: source_name.to_string(),
             document,

@@ -24,12 +24,18 @@ impl Time {
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || format!("{s:?} is not an RFC 3339 time such as 2026-11-26T15:04:05Z");
         let b = s.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':'
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
         {
             return Err(bad());
         }
         let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
-        let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+        let (y, mo, d, h, mi, se) =
+            (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
         if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
             return Err(bad());
         }
@@ -43,7 +49,10 @@ impl Time {
         }
         let offset = match rest {
             "Z" | "z" => 0,
-            _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+            _ if rest.len() == 6
+                && (rest.starts_with('+') || rest.starts_with('-'))
+                && &rest[3..4] == ":" =>
+            {
                 let oh: i64 = rest[1..3].parse().map_err(|_| bad())?;
                 let om: i64 = rest[4..6].parse().map_err(|_| bad())?;
                 let sign = if rest.starts_with('-') { -1 } else { 1 };
@@ -162,8 +171,11 @@ mod tests {
 
     #[test]
     fn times_print_and_parse_as_rfc3339() {
-        for (secs, text) in [(0, "1970-01-01T00:00:00Z"), (1_795_705_445, "2026-11-26T15:04:05Z"), (951_782_400, "2000-02-29T00:00:00Z")]
-        {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_795_705_445, "2026-11-26T15:04:05Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+        ] {
             assert_eq!(Time(secs).to_string(), text);
             assert_eq!(Time::parse(text), Ok(Time(secs)));
         }

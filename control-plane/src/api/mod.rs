@@ -83,7 +83,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::Node, Kind::Pod, Kind::Deployment, Kind::Service, Kind::Endpoints, Kind::Event];
+    pub const ALL: [Kind; 6] =
+        [Kind::Node, Kind::Pod, Kind::Deployment, Kind::Service, Kind::Endpoints, Kind::Event];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -140,8 +141,8 @@ impl Kind {
             "event" | "events" | "ev" => Kind::Event,
             _ => {
                 return Err(format!(
-                    "unknown kind {s:?}: Corral serves nodes, pods, deployments, services, endpoints and events"
-                ))
+                "unknown kind {s:?}: Corral serves nodes, pods, deployments, services, endpoints and events"
+            ))
             }
         };
         Ok(kind)
@@ -155,6 +156,9 @@ impl fmt::Display for Kind {
 }
 
 /// Any object Corral stores.
+// Objects are built once per request and moved rarely; boxing the larger
+// kinds would only add noise to every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Node(Node),
@@ -215,7 +219,10 @@ impl Object {
             .find(|k| k.name() == kind_name)
             .ok_or_else(|| at("kind", format!("{kind_name:?} is not a kind Corral serves (Node, Pod, Deployment, Service, Endpoints, Event)")))?;
         if api_version != kind.api_version() {
-            return Err(at("apiVersion", format!("{kind_name} is served as {:?}, not {api_version:?}", kind.api_version())));
+            return Err(at(
+                "apiVersion",
+                format!("{kind_name} is served as {:?}, not {api_version:?}", kind.api_version()),
+            ));
         }
         Ok(match kind {
             Kind::Node => Object::Node(deserialize_at(value)?),
@@ -229,8 +236,8 @@ impl Object {
 
     /// Reads an object from JSON bytes (the stored form).
     pub fn from_json(bytes: &[u8]) -> Result<Object, ParseError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| ParseError { path: ".".into(), message: e.to_string() })?;
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| ParseError { path: ".".into(), message: e.to_string() })?;
         Object::from_value(value)
     }
 
@@ -298,7 +305,9 @@ impl Object {
             (Object::Pod(a), Object::Pod(b)) => a.status = b.status,
             (Object::Deployment(a), Object::Deployment(b)) => a.status = b.status,
             (Object::Service(a), Object::Service(b)) => a.status = b.status,
-            (a, b) => return Err(format!("{} has no status of its own to update from a {}", a.kind(), b.kind())),
+            (a, b) => {
+                return Err(format!("{} has no status of its own to update from a {}", a.kind(), b.kind()))
+            }
         }
         Ok(())
     }

@@ -147,9 +147,15 @@ spec:
 
 #[test]
 fn bad_quantities_and_unknown_kinds_are_named() {
-    let text = TWO_CONTAINER_POD.replace("    image: debian", "    image: debian\n    resources:\n      limits:\n        memory: 12x");
+    let text = TWO_CONTAINER_POD.replace(
+        "    image: debian",
+        "    image: debian\n    resources:\n      limits:\n        memory: 12x",
+    );
     let errs = errors(&text);
-    assert!(errs[0].contains("spec.containers[1].resources.limits.memory") && errs[0].contains("12x"), "{errs:?}");
+    assert!(
+        errs[0].contains("spec.containers[1].resources.limits.memory") && errs[0].contains("12x"),
+        "{errs:?}"
+    );
     let errs = errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
     assert!(errs[0].contains("kind: \"ConfigMap\" is not a kind Corral serves"), "{errs:?}");
     let errs = errors("apiVersion: v1\nkind: Deployment\nmetadata: {name: x}\n");
@@ -186,13 +192,24 @@ spec:
         topologyKey: topology.kubernetes.io/zone
 "#;
     let errs = errors(text).join("\n");
-    assert!(errs.contains("nodeSelectorTerms[0].matchExpressions[0].values: must be a single integer"), "{errs}");
-    assert!(errs.contains("podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey"), "{errs}");
+    assert!(
+        errs.contains("nodeSelectorTerms[0].matchExpressions[0].values: must be a single integer"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey"),
+        "{errs}"
+    );
 }
 
 #[test]
 fn kinds_parse_from_what_users_type() {
-    for (typed, kind) in [("po", Kind::Pod), ("deployment.apps", Kind::Deployment), ("svc", Kind::Service), ("nodes", Kind::Node)] {
+    for (typed, kind) in [
+        ("po", Kind::Pod),
+        ("deployment.apps", Kind::Deployment),
+        ("svc", Kind::Service),
+        ("nodes", Kind::Node),
+    ] {
         assert_eq!(Kind::parse(typed), Ok(kind));
     }
     assert!(Kind::parse("configmap").unwrap_err().contains("unknown kind"));

@@ -7,7 +7,8 @@ use std::fmt;
 use super::affinity::{Affinity, NodeSelectorOperator, NodeSelectorTerm, PodAffinityTerm};
 use super::deployment::{Deployment, StrategyType};
 use super::labels::{
-    validate_dns1123_label, validate_dns1123_subdomain, validate_label_key, validate_label_value, LabelSelector,
+    validate_dns1123_label, validate_dns1123_subdomain, validate_label_key, validate_label_value,
+    LabelSelector,
 };
 use super::meta::ObjectMeta;
 use super::pod::{Container, PodSpec, Probe, RestartPolicy};
@@ -96,10 +97,15 @@ fn validate_meta(e: &mut Errors, kind: Kind, meta: &ObjectMeta) {
     }
     let annotation_bytes: usize = meta.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
     if annotation_bytes > 256 * 1024 {
-        e.add("metadata.annotations", format!("{annotation_bytes} bytes: annotations are limited to 256 KiB"));
+        e.add(
+            "metadata.annotations",
+            format!("{annotation_bytes} bytes: annotations are limited to 256 KiB"),
+        );
     }
     for (i, o) in meta.owner_references.iter().enumerate() {
-        for (field, value) in [("apiVersion", &o.api_version), ("kind", &o.kind), ("name", &o.name), ("uid", &o.uid)] {
+        for (field, value) in
+            [("apiVersion", &o.api_version), ("kind", &o.kind), ("name", &o.name), ("uid", &o.uid)]
+        {
             if value.is_empty() {
                 e.add(format!("metadata.ownerReferences[{i}].{field}"), "is required");
             }
@@ -158,7 +164,10 @@ fn validate_pod_spec(e: &mut Errors, path: &str, spec: &PodSpec, in_template: bo
         }
     }
     if in_template && spec.restart_policy.is_some_and(|p| p != RestartPolicy::Always) {
-        e.add(format!("{path}.restartPolicy"), "Unsupported value: only \"Always\" is allowed in a deployment's template");
+        e.add(
+            format!("{path}.restartPolicy"),
+            "Unsupported value: only \"Always\" is allowed in a deployment's template",
+        );
     }
     if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
         e.add(format!("{path}.terminationGracePeriodSeconds"), "must be greater than or equal to 0");
@@ -208,14 +217,22 @@ fn validate_container(e: &mut Errors, path: &str, c: &Container, volumes: &BTree
         }
     }
     for key in ["cpu", "memory"] {
-        let (Some(req), Some(lim)) = (c.resources.requests.get(key), c.resources.limits.get(key)) else { continue };
+        let (Some(req), Some(lim)) = (c.resources.requests.get(key), c.resources.limits.get(key)) else {
+            continue;
+        };
         if req.millis() > lim.millis() {
-            e.add(format!("{path}.resources.requests[{key}]"), format!("{req}: must be less than or equal to {key} limit {lim}"));
+            e.add(
+                format!("{path}.resources.requests[{key}]"),
+                format!("{req}: must be less than or equal to {key} limit {lim}"),
+            );
         }
     }
     for (j, m) in c.volume_mounts.iter().enumerate() {
         if !volumes.contains(m.name.as_str()) {
-            e.add(format!("{path}.volumeMounts[{j}].name"), format!("{:?}: not found among the pod's volumes", m.name));
+            e.add(
+                format!("{path}.volumeMounts[{j}].name"),
+                format!("{:?}: not found among the pod's volumes", m.name),
+            );
         }
         if !m.mount_path.starts_with('/') {
             e.add(format!("{path}.volumeMounts[{j}].mountPath"), "must be an absolute path");
@@ -230,13 +247,18 @@ fn validate_container(e: &mut Errors, path: &str, c: &Container, volumes: &BTree
 }
 
 fn validate_probe(e: &mut Errors, path: &str, p: &Probe, named_ports: &BTreeSet<&str>) {
-    let handlers = [p.http_get.is_some(), p.tcp_socket.is_some(), p.exec.is_some()].iter().filter(|h| **h).count();
+    let handlers =
+        [p.http_get.is_some(), p.tcp_socket.is_some(), p.exec.is_some()].iter().filter(|h| **h).count();
     match handlers {
         0 => e.add(path.to_string(), "must specify a handler type: httpGet, tcpSocket or exec"),
         1 => {}
         _ => e.add(path.to_string(), "may not specify more than 1 handler type"),
     }
-    let port = p.http_get.as_ref().map(|h| (&h.port, "httpGet")).or(p.tcp_socket.as_ref().map(|t| (&t.port, "tcpSocket")));
+    let port = p
+        .http_get
+        .as_ref()
+        .map(|h| (&h.port, "httpGet"))
+        .or(p.tcp_socket.as_ref().map(|t| (&t.port, "tcpSocket")));
     if let Some((port, handler)) = port {
         let ppath = format!("{path}.{handler}.port");
         match port {
@@ -276,9 +298,11 @@ fn validate_node_term(e: &mut Errors, path: &str, term: &NodeSelectorTerm) {
             NodeSelectorOperator::In | NodeSelectorOperator::NotIn if r.values.is_empty() => {
                 e.add(format!("{rpath}.values"), "must be specified when `operator` is 'In' or 'NotIn'")
             }
-            NodeSelectorOperator::Exists | NodeSelectorOperator::DoesNotExist if !r.values.is_empty() => {
-                e.add(format!("{rpath}.values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
-            }
+            NodeSelectorOperator::Exists | NodeSelectorOperator::DoesNotExist if !r.values.is_empty() => e
+                .add(
+                    format!("{rpath}.values"),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ),
             NodeSelectorOperator::Gt | NodeSelectorOperator::Lt
                 if r.values.len() != 1 || r.values[0].parse::<i64>().is_err() =>
             {
@@ -349,7 +373,10 @@ fn validate_deployment(e: &mut Errors, d: &Deployment) {
     } else {
         validate_selector(e, "spec.selector", &spec.selector);
         if !spec.selector.matches(&spec.template.metadata.labels) {
-            e.add("spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`");
+            e.add(
+                "spec.template.metadata.labels",
+                "Invalid value: `selector` does not match template `labels`",
+            );
         }
     }
     validate_labels(e, "spec.template.metadata.labels", &spec.template.metadata.labels);
@@ -372,14 +399,22 @@ fn validate_deployment(e: &mut Errors, d: &Deployment) {
             for (field, v) in [("maxSurge", &ru.max_surge), ("maxUnavailable", &ru.max_unavailable)] {
                 let Some(v) = v else { continue };
                 match v.scaled(100, false) {
-                    Ok(n) if n < 0 => e.add(format!("spec.strategy.rollingUpdate.{field}"), "must be greater than or equal to 0"),
+                    Ok(n) if n < 0 => e.add(
+                        format!("spec.strategy.rollingUpdate.{field}"),
+                        "must be greater than or equal to 0",
+                    ),
                     Ok(0) => zero += 1,
                     Ok(_) => {}
                     Err(m) => e.add(format!("spec.strategy.rollingUpdate.{field}"), m),
                 }
                 if let IntOrString::String(p) = v {
-                    if p.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()).is_some_and(|n| n > 100) && field == "maxUnavailable" {
-                        e.add(format!("spec.strategy.rollingUpdate.{field}"), "must not be greater than 100%");
+                    if p.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()).is_some_and(|n| n > 100)
+                        && field == "maxUnavailable"
+                    {
+                        e.add(
+                            format!("spec.strategy.rollingUpdate.{field}"),
+                            "must not be greater than 100%",
+                        );
                     }
                 }
             }
@@ -407,7 +442,9 @@ fn validate_service(e: &mut Errors, s: &Service) {
                     e.add(format!("{ppath}.name"), format!("{n:?}: duplicate port name"));
                 }
             }
-            None if spec.ports.len() > 1 => e.add(format!("{ppath}.name"), "is required when a service has more than one port"),
+            None if spec.ports.len() > 1 => {
+                e.add(format!("{ppath}.name"), "is required when a service has more than one port")
+            }
             None => {}
         }
         match &p.target_port {
@@ -427,10 +464,15 @@ fn validate_service(e: &mut Errors, s: &Service) {
 
 fn validate_endpoints(e: &mut Errors, ep: &Endpoints) {
     for (i, subset) in ep.subsets.iter().enumerate() {
-        for (field, addrs) in [("addresses", &subset.addresses), ("notReadyAddresses", &subset.not_ready_addresses)] {
+        for (field, addrs) in
+            [("addresses", &subset.addresses), ("notReadyAddresses", &subset.not_ready_addresses)]
+        {
             for (j, a) in addrs.iter().enumerate() {
                 if a.ip.parse::<std::net::IpAddr>().is_err() {
-                    e.add(format!("subsets[{i}].{field}[{j}].ip"), format!("{:?}: must be a valid IP address", a.ip));
+                    e.add(
+                        format!("subsets[{i}].{field}[{j}].ip"),
+                        format!("{:?}: must be a valid IP address", a.ip),
+                    );
                 }
             }
         }

@@ -3,14 +3,18 @@
 //! here, in one place.
 
 pub mod cluster;
+pub mod objects;
 pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use openraft::error::{CheckIsLeaderError, RaftError};
 use raft_store::transport::Dialer;
 use raft_store::{NodeId, RaftNode};
 use tonic::transport::Channel;
+
+use crate::clock::Clock;
 use tonic::{Request, Status};
 
 /// Marks a request a master forwarded to the leader, so that it is never
@@ -24,12 +28,19 @@ pub struct MasterCtx {
     pub addr: String,
     pub node: RaftNode,
     pub dialer: Arc<dyn Dialer>,
+    pub clock: Arc<dyn Clock>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl MasterCtx {
-    pub fn new(id: NodeId, addr: String, node: RaftNode, dialer: Arc<dyn Dialer>) -> Self {
-        MasterCtx { id, addr, node, dialer, channels: Arc::default() }
+    pub fn new(
+        id: NodeId,
+        addr: String,
+        node: RaftNode,
+        dialer: Arc<dyn Dialer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        MasterCtx { id, addr, node, dialer, clock, channels: Arc::default() }
     }
 
     /// A (cached, lazily connected) channel to another master.
@@ -70,6 +81,37 @@ impl MasterCtx {
             "leadership moved away from master {} while forwarding ({hint}); retry",
             self.id
         ))
+    }
+}
+
+/// Where a linearizable read must be served.
+pub enum ReadAt {
+    Here,
+    Leader(String),
+}
+
+impl MasterCtx {
+    /// Confirms leadership with a quorum and waits until this master has
+    /// applied everything committed before the read (the read index); on a
+    /// follower, names the leader to forward the read to.
+    pub async fn read_index(&self, forwarded: bool) -> Result<ReadAt, Status> {
+        match self.node.raft.ensure_linearizable().await {
+            Ok(_) => Ok(ReadAt::Here),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
+                Some(_) if forwarded => Err(self.moved()),
+                Some(node) => Ok(ReadAt::Leader(node.addr)),
+                None => Err(Status::unavailable(format!(
+                    "master {} knows no leader yet (an election is under way); retry",
+                    self.id
+                ))),
+            },
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => Err(Status::unavailable(
+                format!("master {} could not confirm its leadership with a quorum ({q}); retry", self.id),
+            )),
+            Err(RaftError::Fatal(f)) => {
+                Err(Status::unavailable(format!("raft is stopped on master {}: {f}", self.id)))
+            }
+        }
     }
 }
 

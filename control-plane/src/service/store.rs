@@ -4,12 +4,11 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use openraft::error::{CheckIsLeaderError, RaftError};
 use raft_store::proposer::ProposeError;
 use raft_store::{limits, Outcome, Revision, Txn};
 use tonic::{Request, Response, Status};
 
-use super::{is_forwarded, MasterCtx};
+use super::{is_forwarded, MasterCtx, ReadAt};
 use crate::convert::{self, event_to_pb, kv_to_pb};
 use crate::error::ApiError;
 use crate::pb;
@@ -22,37 +21,9 @@ pub struct StoreService {
     ctx: MasterCtx,
 }
 
-/// Where a linearizable read must be served.
-enum ReadAt {
-    Here,
-    Leader(String),
-}
-
 impl StoreService {
     pub fn new(ctx: MasterCtx) -> StoreServer<Self> {
         StoreServer::new(StoreService { ctx }).max_decoding_message_size(4 << 20)
-    }
-
-    /// Confirms leadership with a quorum and waits until this master has
-    /// applied everything committed before the read (the read index).
-    async fn read_index(&self, forwarded: bool) -> Result<ReadAt, Status> {
-        match self.ctx.node.raft.ensure_linearizable().await {
-            Ok(_) => Ok(ReadAt::Here),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
-                Some(_) if forwarded => Err(self.ctx.moved()),
-                Some(node) => Ok(ReadAt::Leader(node.addr)),
-                None => Err(Status::unavailable(format!(
-                    "master {} knows no leader yet (an election is under way); retry",
-                    self.ctx.id
-                ))),
-            },
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => Err(Status::unavailable(
-                format!("master {} could not confirm its leadership with a quorum ({q}); retry", self.ctx.id),
-            )),
-            Err(RaftError::Fatal(f)) => {
-                Err(Status::unavailable(format!("raft is stopped on master {}: {f}", self.ctx.id)))
-            }
-        }
     }
 
     fn leader_client(&self, addr: &str) -> Result<StoreClient<tonic::transport::Channel>, Status> {
@@ -85,7 +56,7 @@ impl Store for StoreService {
         let msg = req.into_inner();
         limits::check_key(0, &msg.key).map_err(|e| Status::invalid_argument(format!("key: {e}")))?;
         if !msg.stale {
-            if let ReadAt::Leader(addr) = self.read_index(forwarded).await? {
+            if let ReadAt::Leader(addr) = self.ctx.read_index(forwarded).await? {
                 return self.leader_client(&addr)?.get(self.ctx.forward_request(msg)).await;
             }
         }
@@ -97,7 +68,7 @@ impl Store for StoreService {
         let forwarded = is_forwarded(&req);
         let msg = req.into_inner();
         if !msg.stale {
-            if let ReadAt::Leader(addr) = self.read_index(forwarded).await? {
+            if let ReadAt::Leader(addr) = self.ctx.read_index(forwarded).await? {
                 return self.leader_client(&addr)?.list(self.ctx.forward_request(msg)).await;
             }
         }

@@ -158,9 +158,14 @@ async fn watch_resumes_from_a_revision_without_gap_or_repeat() {
     while live.len() < 2 {
         let batch =
             tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
-        live.extend(batch.into_iter().map(|e| (e.revision.0, e.kind, e.prev_revision)));
+        live.extend(batch.into_iter().map(|e| (e.revision.0, e.kind, e.prev_revision, e.value)));
     }
-    assert_eq!(live, vec![(6, EventKind::Delete, Some(Revision(1))), (7, EventKind::Put, None)]);
+    let v = b"v".to_vec();
+    assert_eq!(
+        live,
+        vec![(6, EventKind::Delete, Some(Revision(1)), v.clone()), (7, EventKind::Put, None, v)],
+        "a delete event carries the value the key had"
+    );
 }
 
 #[tokio::test]
