@@ -13,10 +13,12 @@ use raft_store::{Event, EventKind, KeyValue, NodeId, Revision, Txn};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
+use crate::api::Object;
 use crate::convert;
 use crate::error::is_conflict;
 use crate::pb;
 use crate::pb::cluster_client::ClusterClient;
+use crate::pb::objects_client::ObjectsClient;
 use crate::pb::store_client::StoreClient;
 
 /// How long one attempt against one master may take.
@@ -305,6 +307,138 @@ impl CorralClient {
             .await
             .map_err(ClientError::from_status)?;
         Ok(reply.into_inner())
+    }
+}
+
+/// One change of an object, as a watch delivers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectEvent {
+    /// ADDED, MODIFIED or DELETED.
+    pub type_: String,
+    pub object: Object,
+    pub revision: Revision,
+}
+
+fn object_from(bytes: &[u8]) -> Result<Object, ClientError> {
+    Object::from_json(bytes)
+        .map_err(|e| ClientError::Other(format!("the server sent an unreadable object: {e}")))
+}
+
+fn key(kind: &str, namespace: &str, name: &str) -> pb::ObjectKey {
+    pb::ObjectKey { kind: kind.into(), namespace: namespace.into(), name: name.into() }
+}
+
+impl CorralClient {
+    /// One objects RPC with retries.
+    async fn objects_call<T, R, F, Fut>(&self, msg: T, f: F) -> Result<R, ClientError>
+    where
+        T: Clone,
+        F: Fn(ObjectsClient<Channel>, Request<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        self.with_retry(|ch| {
+            f(ObjectsClient::new(ch).max_decoding_message_size(64 << 20), Self::request(msg.clone()))
+        })
+        .await
+        .map(|r| r.into_inner())
+    }
+
+    /// Creates or updates an object; returns the stored object and
+    /// `created`, `configured` or `unchanged`.
+    pub async fn apply(&self, obj: &Object) -> Result<(Object, String), ClientError> {
+        let msg = pb::ApplyRequest { object: obj.to_json() };
+        let reply = self.objects_call(msg, |mut c, r| async move { c.apply(r).await }).await?;
+        Ok((object_from(&reply.object)?, reply.action))
+    }
+
+    pub async fn get_object(&self, kind: &str, namespace: &str, name: &str) -> Result<Object, ClientError> {
+        let reply =
+            self.objects_call(key(kind, namespace, name), |mut c, r| async move { c.get(r).await }).await?;
+        object_from(&reply.object)
+    }
+
+    /// Lists objects of `kind` in `namespace` (empty = all) matching a
+    /// kubectl-style label selector; returns them and the revision to watch from.
+    pub async fn list_objects(
+        &self,
+        kind: &str,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<(Vec<Object>, Revision), ClientError> {
+        let msg = pb::ListObjectsRequest {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            label_selector: selector.into(),
+        };
+        let reply = self.objects_call(msg, |mut c, r| async move { c.list(r).await }).await?;
+        let items = reply.items.iter().map(|b| object_from(b)).collect::<Result<_, _>>()?;
+        Ok((items, Revision(reply.revision)))
+    }
+
+    /// Watches objects of `kind` from `from` (none = now), in revision order.
+    pub async fn watch_objects(
+        &self,
+        kind: &str,
+        namespace: &str,
+        from: Option<Revision>,
+    ) -> Result<impl Stream<Item = Result<Vec<ObjectEvent>, ClientError>>, ClientError> {
+        let msg = pb::WatchObjectsRequest {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            from_revision: from.map(|r| r.0),
+        };
+        let stream = self
+            .with_retry(|ch| {
+                let req = Request::new(msg.clone());
+                async move { ObjectsClient::new(ch).max_decoding_message_size(64 << 20).watch(req).await }
+            })
+            .await?
+            .into_inner();
+        Ok(stream.map(|item| {
+            let batch = item.map_err(ClientError::from_status)?;
+            batch
+                .events
+                .into_iter()
+                .map(|e| {
+                    Ok(ObjectEvent {
+                        type_: e.r#type,
+                        object: object_from(&e.object)?,
+                        revision: Revision(e.revision),
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    /// Deletes an object; returns `deleted` or `terminating` (a pod on a node) and the object.
+    pub async fn delete_object(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(String, Object), ClientError> {
+        let msg = pb::DeleteObjectRequest { key: Some(key(kind, namespace, name)), expected_revision: None };
+        let reply = self.objects_call(msg, |mut c, r| async move { c.delete(r).await }).await?;
+        Ok((reply.action, object_from(&reply.object)?))
+    }
+
+    /// Replaces an object's status (nodes report pods and themselves this way).
+    pub async fn update_status(&self, obj: &Object) -> Result<Object, ClientError> {
+        let msg = pb::UpdateStatusRequest { object: obj.to_json() };
+        let reply = self.objects_call(msg, |mut c, r| async move { c.update_status(r).await }).await?;
+        object_from(&reply.object)
+    }
+
+    pub async fn scale(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<Object, ClientError> {
+        let msg = pb::ScaleRequest { key: Some(key(kind, namespace, name)), replicas };
+        let reply = self.objects_call(msg, |mut c, r| async move { c.scale(r).await }).await?;
+        object_from(&reply.object)
     }
 }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cluster;
 pub mod kv;
 pub mod master;
+pub mod objects;
 pub mod up;
 
 use std::sync::Arc;
@@ -62,6 +63,22 @@ pub enum Command {
     /// Read and write the raw replicated store (for operators and debugging).
     #[command(subcommand)]
     Kv(kv::KvCommand),
+    /// Create or update objects from manifests (YAML or JSON); all or nothing.
+    #[command(
+        after_help = "Examples:\n  corral apply -f web.yaml\n  corral apply -f manifests/\n  cat web.yaml | corral apply -f -"
+    )]
+    Apply(objects::ApplyArgs),
+    /// List or show objects.
+    #[command(
+        after_help = "Examples:\n  corral get pods\n  corral get deployment web -o yaml\n  corral get pods -A -l app=web -o wide"
+    )]
+    Get(objects::GetArgs),
+    /// Delete objects (a pod on a node terminates gracefully).
+    #[command(after_help = "Examples:\n  corral delete deployment web\n  corral delete -f web.yaml")]
+    Delete(objects::DeleteArgs),
+    /// Set a deployment's replica count.
+    #[command(after_help = "Example:\n  corral scale deployment/web --replicas 5")]
+    Scale(objects::ScaleArgs),
     /// Start a local cluster of real processes on loopback.
     #[command(
         after_help = "Example:\n  corral up --masters 3 --state-dir .corral\n  corral down --state-dir .corral"
@@ -98,6 +115,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Master(args) => master::run(args.clone()).await,
         Command::Cluster(cmd) => cluster::run(&cli, cmd).await,
         Command::Kv(cmd) => kv::run(&cli, cmd).await,
+        Command::Apply(args) => objects::apply(&cli, args).await,
+        Command::Get(args) => objects::get(&cli, args).await,
+        Command::Delete(args) => objects::delete(&cli, args).await,
+        Command::Scale(args) => objects::scale(&cli, args).await,
         Command::Up(args) => up::run_up(args).await,
         Command::Down(args) => up::run_down(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
