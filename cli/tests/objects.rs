@@ -101,6 +101,7 @@ async fn objects_apply_list_watch_scale_and_delete_through_any_master() {
         }
     }
     // The manifest says 2 replicas: applying it is declarative and sets them back.
+    // The manifest says 2 replicas: applying it is declarative and sets them back.
     assert_eq!(seen, vec![("MODIFIED".to_string(), 5, Some(2)), ("MODIFIED".to_string(), 2, Some(3))]);
 
     // A status update with a stale resourceVersion is a conflict, never an overwrite.
