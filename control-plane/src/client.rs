@@ -417,7 +417,23 @@ impl CorralClient {
         namespace: &str,
         name: &str,
     ) -> Result<(String, Object), ClientError> {
-        let msg = pb::DeleteObjectRequest { key: Some(key(kind, namespace, name)), expected_revision: None };
+        self.delete_object_with(kind, namespace, name, None, false).await
+    }
+
+    /// Deletes with a CAS condition and/or at once (`force`: a node confirming a pod has stopped).
+    pub async fn delete_object_with(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        expected: Option<Revision>,
+        force: bool,
+    ) -> Result<(String, Object), ClientError> {
+        let msg = pb::DeleteObjectRequest {
+            key: Some(key(kind, namespace, name)),
+            expected_revision: expected.map(|r| r.0),
+            force,
+        };
         let reply = self.objects_call(msg, |mut c, r| async move { c.delete(r).await }).await?;
         Ok((reply.action, object_from(&reply.object)?))
     }

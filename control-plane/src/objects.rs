@@ -199,8 +199,11 @@ pub enum DeletePlan {
     AlreadyTerminating,
 }
 
-pub fn plan_delete(current: &Object, now: Time) -> DeletePlan {
+pub fn plan_delete(current: &Object, now: Time, force: bool) -> DeletePlan {
     let Object::Pod(pod) = current else { return DeletePlan::Remove };
+    if force {
+        return DeletePlan::Remove;
+    }
     if pod.spec.node_name.is_none() {
         return DeletePlan::Remove;
     }

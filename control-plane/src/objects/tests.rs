@@ -93,20 +93,21 @@ fn pod_specs_are_immutable_but_binding_survives_reapply() {
 fn deleting_a_bound_pod_is_graceful() {
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {terminationGracePeriodSeconds: 5, containers: [{name: c, image: busybox}]}\n";
     let (unbound, _, _) = plan_apply(obj(pod), None, Time(1), &mut uid()).unwrap();
-    assert_eq!(plan_delete(&unbound, Time(9)), DeletePlan::Remove);
+    assert_eq!(plan_delete(&unbound, Time(9), false), DeletePlan::Remove);
     let mut bound = unbound.clone();
     if let Object::Pod(p) = &mut bound {
         p.spec.node_name = Some("n1".into());
     }
-    let DeletePlan::MarkTerminating(marked) = plan_delete(&bound, Time(9)) else {
+    let DeletePlan::MarkTerminating(marked) = plan_delete(&bound, Time(9), false) else {
         panic!("expected graceful delete")
     };
     assert_eq!(
         (marked.meta().deletion_timestamp, marked.meta().deletion_grace_period_seconds),
         (Some(Time(9)), Some(5))
     );
-    assert_eq!(plan_delete(&marked, Time(10)), DeletePlan::AlreadyTerminating);
-    assert_eq!(plan_delete(&obj(DEPLOY), Time(9)), DeletePlan::Remove);
+    assert_eq!(plan_delete(&marked, Time(10), false), DeletePlan::AlreadyTerminating);
+    assert_eq!(plan_delete(&obj(DEPLOY), Time(9), false), DeletePlan::Remove);
+    assert_eq!(plan_delete(&marked, Time(10), true), DeletePlan::Remove, "the node confirms");
 }
 
 #[test]

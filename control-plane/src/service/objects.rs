@@ -262,6 +262,7 @@ impl Objects for ObjectsService {
             return c.delete(self.ctx.forward_request(req.into_inner())).await;
         }
         let expected = req.get_ref().expected_revision.map(Revision);
+        let force = req.get_ref().force;
         let ns = if k.namespace.is_empty() { "default" } else { &k.namespace };
         let key = objects::key(kind, ns, &k.name);
         for _ in 0..APPLY_ATTEMPTS {
@@ -274,7 +275,7 @@ impl Objects for ObjectsService {
                     expected.unwrap_or_default()
                 )));
             }
-            let (op, action, obj) = match objects::plan_delete(&current, self.ctx.clock.now()) {
+            let (op, action, obj) = match objects::plan_delete(&current, self.ctx.clock.now(), force) {
                 DeletePlan::Remove => {
                     (Op::Delete { key: key.clone(), expect: Expect::Revision(rev) }, "deleted", current)
                 }
