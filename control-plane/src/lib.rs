@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod convert;
 pub mod error;
+pub mod leader;
 pub mod master;
 pub mod objects;
 pub mod service;

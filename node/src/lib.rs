@@ -1,6 +1,8 @@
 //! Corral's worker agent: registration, heartbeats, the pod sync loop over a
 //! container `Runtime`, probes and the service proxy.
 //!
-//! Not built yet: it arrives with the worker-node issue, on top of the
-//! control plane's object model. The crate exists so that the workspace has
-//! the layout of the design from the start.
+//! The Docker agent arrives with the worker-node issue. What is here is the
+//! simulated fleet ([`fake`]) that integration tests and benchmarks use in
+//! place of real nodes: it speaks the same API a real agent will.
+
+pub mod fake;
