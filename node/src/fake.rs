@@ -96,6 +96,15 @@ fn node_object(spec: &FakeNodeSpec, index: usize, now: Time) -> Node {
     }
 }
 
+/// How a fleet behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetOptions {
+    pub heartbeat: Duration,
+    /// Report bound pods Running/Ready and confirm deletions (off for a
+    /// scheduling benchmark, which measures binding alone).
+    pub report_pods: bool,
+}
+
 /// Runs the fleet until `cancel`: registers every node, then heartbeats
 /// every `heartbeat` and tends the pods bound to the fleet's nodes.
 pub async fn run_fleet(
@@ -105,18 +114,44 @@ pub async fn run_fleet(
     control: FleetControl,
     cancel: CancellationToken,
 ) -> Result<(), ClientError> {
+    run_fleet_with(client, nodes, FleetOptions { heartbeat, report_pods: true }, control, cancel).await
+}
+
+/// [`run_fleet`] with every option.
+pub async fn run_fleet_with(
+    client: CorralClient,
+    nodes: Vec<FakeNodeSpec>,
+    options: FleetOptions,
+    control: FleetControl,
+    cancel: CancellationToken,
+) -> Result<(), ClientError> {
+    let heartbeat = options.heartbeat;
     let clock = SystemClock;
-    for (i, spec) in nodes.iter().enumerate() {
-        let node = node_object(spec, i, clock.now());
-        client.apply(&Object::Node(node.clone())).await?;
-        client.update_status(&Object::Node(node)).await?;
+    let owned: Vec<(usize, FakeNodeSpec)> = nodes.iter().cloned().enumerate().collect();
+    let register = owned.into_iter().map(|(i, spec)| {
+        let node = node_object(&spec, i, clock.now());
+        let client = client.clone();
+        async move {
+            client.apply(&Object::Node(node.clone())).await?;
+            client.update_status(&Object::Node(node)).await
+        }
+    });
+    // Up to 200 registrations in flight: they share Raft entries.
+    let mut registered = futures::stream::iter(register).buffer_unordered(200);
+    while let Some(r) = registered.next().await {
+        r?;
     }
     let names: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let beats = {
         let (client, control, cancel) = (client.clone(), control.clone(), cancel.clone());
         tokio::spawn(async move { heartbeats(client, nodes, heartbeat, control, cancel).await })
     };
-    let result = tend_pods(&client, &names, &control, &cancel).await;
+    let result = if options.report_pods {
+        tend_pods(&client, &names, &control, &cancel).await
+    } else {
+        cancel.cancelled().await;
+        Ok(())
+    };
     cancel.cancel();
     let _ = beats.await;
     result

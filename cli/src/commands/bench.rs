@@ -19,6 +19,29 @@ pub enum BenchCommand {
     /// Writes/s and latency at 1, 16 and 64 clients, then kill -9 of the leader under load.
     #[command(after_help = "Example:\n  corral bench store --duration 10s --failovers 5")]
     Store(StoreBenchArgs),
+    /// Scheduling throughput through Raft: simulated nodes, many pods.
+    #[command(after_help = "Example:\n  corral bench scheduler --nodes 1000 --pods 30000")]
+    Scheduler(SchedulerBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerBenchArgs {
+    #[arg(long, default_value_t = 3)]
+    pub masters: usize,
+    /// Simulated nodes (one in-process fleet).
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: usize,
+    /// Pods in all, spread over the deployments.
+    #[arg(long, default_value_t = 30_000)]
+    pub pods: usize,
+    #[arg(long, default_value_t = 6)]
+    pub deployments: usize,
+    /// Give up after this long.
+    #[arg(long, default_value = "15m", value_parser = super::parse_duration)]
+    pub timeout: Duration,
+    /// Keep the cluster's data and logs here (default: a temp dir, removed afterwards).
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -47,6 +70,7 @@ pub struct StoreBenchArgs {
 pub async fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Store(args) => store(args).await,
+        BenchCommand::Scheduler(args) => super::bench_scheduler::run(args).await,
     }
 }
 
