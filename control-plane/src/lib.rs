@@ -13,6 +13,7 @@ pub mod convert;
 pub mod error;
 pub mod master;
 pub mod objects;
+pub mod scheduler;
 pub mod service;
 
 pub mod pb {
