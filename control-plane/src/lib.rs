@@ -14,6 +14,7 @@ pub mod error;
 pub mod leader;
 pub mod master;
 pub mod objects;
+pub mod scheduler;
 pub mod service;
 
 pub mod pb {

@@ -1,0 +1,128 @@
+//! The scheduler's decision core: which node each pending pod should run on.
+//!
+//! Shaped like the Kubernetes scheduler framework. A cycle for one pod runs every filter
+//! plugin ([`filters`]) over every node of a [`Snapshot`], scores the nodes that pass with
+//! every score plugin ([`scores`]), normalizes each plugin's scores to `0..=100`, weights and
+//! sums them, and picks the highest total (ties go to the node whose name sorts first). When
+//! no node passes, the reasons are counted per node into one [`FitError`] message.
+//!
+//! Everything here is pure: no I/O, no clock, no randomness, so the same snapshot and pods
+//! always give the same decisions. Watching pods and nodes, building the snapshot and writing
+//! the bindings belong to the shell that calls [`schedule`], not to this module.
+
+mod affinity_term;
+mod cycle;
+pub mod filters;
+mod fit_error;
+mod resources;
+pub mod scores;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use crate::api::pod::PodPhase;
+use crate::api::{Node, Pod};
+
+pub use cycle::find_node;
+pub use filters::Reason;
+pub use fit_error::FitError;
+pub use resources::{Allocatable, Requests};
+
+/// A node and the pods that occupy it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeInfo {
+    pub node: Node,
+    /// Pods bound to the node and not terminated (phase neither Succeeded nor Failed).
+    pub pods: Vec<Pod>,
+}
+
+impl NodeInfo {
+    pub fn name(&self) -> &str {
+        &self.node.metadata.name
+    }
+}
+
+/// The cluster as one scheduling pass sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Sorted by node name.
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Snapshot {
+    /// Groups `pods` under the nodes they are bound to. Terminated pods and pods bound to a
+    /// node that is not in `nodes` free nothing and occupy nothing, so they are left out.
+    pub fn new(nodes: Vec<Node>, pods: &[Pod]) -> Snapshot {
+        let mut nodes: Vec<NodeInfo> = nodes
+            .into_iter()
+            .map(|node| {
+                let name = node.metadata.name.as_str();
+                let pods = pods
+                    .iter()
+                    .filter(|p| p.spec.node_name.as_deref() == Some(name) && !is_terminated(p))
+                    .cloned()
+                    .collect();
+                NodeInfo { node, pods }
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.name().cmp(b.name()));
+        Snapshot { nodes }
+    }
+
+    /// Every pod bound to a node of the snapshot.
+    pub fn pods(&self) -> impl Iterator<Item = &Pod> {
+        self.nodes.iter().flat_map(|n| n.pods.iter())
+    }
+
+    /// Records `pod` as bound to `node`, so that later cycles count it.
+    fn bind(&mut self, pod: &Pod, node: &str) {
+        // `node` was picked from this snapshot, so it is always found.
+        if let Some(info) = self.nodes.iter_mut().find(|n| n.name() == node) {
+            let mut bound = pod.clone();
+            bound.spec.node_name = Some(node.to_string());
+            info.pods.push(bound);
+        }
+    }
+}
+
+/// What the scheduler decided for one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Bind the pod to `node`.
+    Bind { namespace: String, name: String, node: String },
+    /// No node fits now; `message` says why, node by node (see [`FitError`]).
+    Unschedulable { namespace: String, name: String, message: String },
+}
+
+/// Schedules `pending` pods in order; each bind is added to the snapshot so later pods see it.
+///
+/// Pods that are already bound (`spec.nodeName`) or being deleted get no decision.
+pub fn schedule(pending: &[Pod], snapshot: &mut Snapshot) -> Vec<Decision> {
+    pending
+        .iter()
+        .filter(|pod| needs_scheduling(pod))
+        .map(|pod| {
+            let namespace = pod.metadata.namespace_or_default().to_string();
+            let name = pod.metadata.name.clone();
+            match find_node(pod, snapshot) {
+                Ok(node) => {
+                    let node = node.to_string();
+                    snapshot.bind(pod, &node);
+                    Decision::Bind { namespace, name, node }
+                }
+                Err(e) => Decision::Unschedulable { namespace, name, message: e.to_string() },
+            }
+        })
+        .collect()
+}
+
+fn needs_scheduling(pod: &Pod) -> bool {
+    pod.spec.node_name.is_none() && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// Whether the pod has finished for good: it no longer occupies its node.
+pub fn is_terminated(pod: &Pod) -> bool {
+    matches!(pod.phase(), Some(PodPhase::Succeeded | PodPhase::Failed))
+}
