@@ -101,7 +101,13 @@ pub async fn run_master(id: NodeId, peers: u64, data_dir: std::path::PathBuf) ->
     raft.snapshot_every = 200;
     raft.keep_behind_snapshot = 20;
     let peers = (1..=peers).map(|p| (p, master_addr(p))).collect();
-    let config = MasterConfig { raft, advertise: master_addr(id), peers, clock: Arc::new(SystemClock) };
+    let config = MasterConfig {
+        raft,
+        advertise: master_addr(id),
+        peers,
+        clock: Arc::new(SystemClock),
+        controllers: Default::default(),
+    };
     let master = Master::start(config, Arc::new(SimDialer)).await?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
     master.serve(sim_incoming(listener), std::future::pending()).await?;

@@ -97,7 +97,14 @@ impl LocalCluster {
         opts.state_dir = fs::canonicalize(&opts.state_dir)?;
         for id in 1..=opts.masters as NodeId {
             let addr = master_addr(opts.base_port, id);
-            if std::net::TcpListener::bind(&addr).is_err() {
+            // A port can be held for a moment by a probe or a closing socket: retry briefly.
+            let free = (0..20).any(|attempt| {
+                if attempt > 0 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                std::net::TcpListener::bind(&addr).is_ok()
+            });
+            if !free {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("port {addr} is in use: pick another --base-port, or stop what holds it"),
@@ -334,12 +341,23 @@ pub fn stop_pid(pid: u32, grace: Duration) -> io::Result<()> {
 }
 
 /// A base port with `count` free consecutive loopback ports, for tests.
+/// Ranges handed out by this process are never handed out again, so that
+/// clusters started concurrently in one test binary cannot collide.
 pub fn free_base_port(count: u16) -> u16 {
     use rand::Rng;
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Vec<(u16, u16)>> = Mutex::new(Vec::new());
     let mut rng = rand::thread_rng();
     loop {
-        let base: u16 = rng.gen_range(20_000..60_000);
+        // Below Linux's ephemeral range (32768-60999), where outgoing
+        // connections would take ports from under a starting cluster.
+        let base: u16 = rng.gen_range(20_000..32_000);
+        let mut taken = TAKEN.lock().expect("port registry lock");
+        if taken.iter().any(|(b, n)| base < b + n && *b < base + count) {
+            continue;
+        }
         if (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            taken.push((base, count));
             return base;
         }
     }

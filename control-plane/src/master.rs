@@ -12,10 +12,13 @@ use openraft::BasicNode;
 use raft_store::transport::Dialer;
 use raft_store::{NodeId, RaftNode, RaftNodeConfig, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
 use crate::client::{ClientError, CorralClient};
 use crate::clock::Clock;
+use crate::leader::manager::{self, ControllerConfig};
+use crate::leader::supervisor::supervise;
 use crate::service::cluster::ClusterService;
 use crate::service::objects::ObjectsService;
 use crate::service::store::StoreService;
@@ -31,23 +34,35 @@ pub struct MasterConfig {
     pub peers: BTreeMap<NodeId, String>,
     /// Wall-clock time for timestamps (creation, deletion).
     pub clock: Arc<dyn Clock>,
+    /// Timings of the leader's controllers.
+    pub controllers: ControllerConfig,
 }
 
 /// A running master.
 #[derive(Clone)]
 pub struct Master {
     ctx: MasterCtx,
+    stop: CancellationToken,
 }
 
 impl Master {
     /// Opens the data dir and starts Raft. Serve it with [`Master::serve`].
     pub async fn start(config: MasterConfig, dialer: Arc<dyn Dialer>) -> Result<Self, StoreError> {
         let id = config.raft.id;
+        let election_ms = config.raft.election_min_ms;
         let node = RaftNode::start(config.raft, dialer.clone()).await?;
-        let master = Master { ctx: MasterCtx::new(id, config.advertise, node, dialer, config.clock) };
+        let master = Master {
+            ctx: MasterCtx::new(id, config.advertise, node, dialer, config.clock),
+            stop: CancellationToken::new(),
+        };
         if !config.peers.is_empty() {
             master.bootstrap(config.peers).await?;
         }
+        // The scheduler and controllers run while (and only while) this master leads.
+        let (ctx, stop, cfg) = (master.ctx.clone(), master.stop.clone(), config.controllers);
+        tokio::spawn(supervise(master.ctx.node.clone(), election_ms, stop, move |term, cancel| {
+            manager::run(ctx.clone(), term, cancel, cfg)
+        }));
         Ok(master)
     }
 
@@ -120,8 +135,9 @@ impl Master {
             .map_err(|e| format!("master {} stopped serving: {e}", self.ctx.id))
     }
 
-    /// Stops Raft.
+    /// Stops the controllers and Raft.
     pub async fn shutdown(&self) {
+        self.stop.cancel();
         self.ctx.node.shutdown().await;
     }
 }

@@ -39,6 +39,11 @@ pub fn encode(obj: &Object) -> Vec<u8> {
     obj.to_json()
 }
 
+/// Annotations written by Corral's controllers rather than by users.
+pub fn is_system_annotation(key: &str) -> bool {
+    key == "deployment.kubernetes.io/revision" || key.starts_with("corral.io/")
+}
+
 /// What an apply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -153,11 +158,16 @@ pub fn plan_apply(
         meta.uid = old.uid.clone();
         meta.creation_timestamp = old.creation_timestamp;
         meta.deletion_timestamp = None;
-        meta.owner_references = if meta.owner_references.is_empty() {
-            old.owner_references.clone()
-        } else {
-            meta.owner_references.clone()
-        };
+        if meta.owner_references.is_empty() {
+            meta.owner_references = old.owner_references.clone();
+        }
+        // Annotations the controllers keep (revision number and history)
+        // survive an apply of a manifest that does not set them.
+        for (k, v) in &old.annotations {
+            if is_system_annotation(k) && !meta.annotations.contains_key(k) {
+                meta.annotations.insert(k.clone(), v.clone());
+            }
+        }
         let generation = old.generation.unwrap_or(1);
         meta.generation = Some(if spec_changed { generation + 1 } else { generation });
         meta.resource_version = None;

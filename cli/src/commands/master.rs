@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use control_plane::clock::SystemClock;
+use control_plane::leader::manager::ControllerConfig;
 use control_plane::{ClientError, Master, MasterConfig};
 use raft_store::state_machine::History;
 use raft_store::transport::TcpDialer;
@@ -44,6 +45,12 @@ pub struct MasterArgs {
     /// Log entries kept behind a snapshot for followers that lag a little.
     #[arg(long, default_value_t = 1_000)]
     pub keep_behind_snapshot: u64,
+    /// A node silent this long (no heartbeat) becomes NotReady.
+    #[arg(long, default_value_t = 10)]
+    pub node_grace_seconds: i64,
+    /// ... and this much longer, its pods are failed and replaced elsewhere.
+    #[arg(long, default_value_t = 20)]
+    pub node_eviction_seconds: i64,
     /// Revisions of watch history kept for watchers that resume.
     #[arg(long, default_value_t = 100_000)]
     pub history: u64,
@@ -78,7 +85,18 @@ pub async fn run(args: MasterArgs) -> Result<()> {
     raft.snapshot_every = args.snapshot_every;
     raft.keep_behind_snapshot = args.keep_behind_snapshot;
     raft.history = History { retain_revisions: args.history };
-    let config = MasterConfig { raft, advertise: args.listen.clone(), peers, clock: Arc::new(SystemClock) };
+    let controllers = ControllerConfig {
+        node_grace_seconds: args.node_grace_seconds,
+        node_eviction_seconds: args.node_eviction_seconds,
+        ..Default::default()
+    };
+    let config = MasterConfig {
+        raft,
+        advertise: args.listen.clone(),
+        peers,
+        clock: Arc::new(SystemClock),
+        controllers,
+    };
     let dialer = Arc::new(TcpDialer::default());
     let master = Master::start(config, dialer).await.map_err(|e| {
         CliError::msg(format!("master {} cannot start from {}: {e}", args.id, args.data_dir.display()))

@@ -4,5 +4,6 @@
 //! decisions with compare-and-swap.
 
 pub mod cache;
+pub mod manager;
 pub mod supervisor;
 pub mod writer;

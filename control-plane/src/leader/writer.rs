@@ -20,6 +20,13 @@ pub enum Write {
     Put { object: Box<Object>, expect: Expect },
     /// Remove the object (gracefully for bound pods) if it is at `rev`.
     Delete { kind: Kind, namespace: String, name: String, rev: Revision },
+    /// Remove the object at once, terminating or not, if it is at `rev`.
+    Remove { kind: Kind, namespace: String, name: String, rev: Revision },
+}
+
+enum WriteKind {
+    Remove,
+    Other,
 }
 
 /// The outcome of a batch: how many writes landed, conflicted, and whether
@@ -35,6 +42,7 @@ pub struct Written {
 pub async fn commit(ctx: &MasterCtx, cache: &mut Cache, writes: Vec<Write>, now: Time) -> Written {
     let mut planned = Vec::with_capacity(writes.len());
     for w in writes {
+        let w_kind = if matches!(w, Write::Remove { .. }) { WriteKind::Remove } else { WriteKind::Other };
         match w {
             Write::Put { object, expect } => {
                 let object = *object;
@@ -42,15 +50,19 @@ pub async fn commit(ctx: &MasterCtx, cache: &mut Cache, writes: Vec<Write>, now:
                 let op = Op::Put { key, value: objects::encode(&object), expect };
                 planned.push((op, Some(object), None));
             }
-            Write::Delete { kind, namespace, name, rev } => {
+            Write::Delete { kind, namespace, name, rev } | Write::Remove { kind, namespace, name, rev } => {
+                let force = matches!(w_kind, WriteKind::Remove);
                 let Some((current, _)) = cache.get(kind, &namespace, &name).cloned() else { continue };
                 let key = objects::key(kind, &namespace, &name);
-                match objects::plan_delete(&current, now, false) {
-                    DeletePlan::Remove => {
-                        planned.push((Op::Delete { key, expect: Expect::Revision(rev) }, None, Some((kind, namespace, name))))
-                    }
+                match objects::plan_delete(&current, now, force) {
+                    DeletePlan::Remove => planned.push((
+                        Op::Delete { key, expect: Expect::Revision(rev) },
+                        None,
+                        Some((kind, namespace, name)),
+                    )),
                     DeletePlan::MarkTerminating(next) => {
-                        let op = Op::Put { key, value: objects::encode(&next), expect: Expect::Revision(rev) };
+                        let op =
+                            Op::Put { key, value: objects::encode(&next), expect: Expect::Revision(rev) };
                         planned.push((op, Some(*next), None));
                     }
                     DeletePlan::AlreadyTerminating => {}
@@ -58,7 +70,8 @@ pub async fn commit(ctx: &MasterCtx, cache: &mut Cache, writes: Vec<Write>, now:
             }
         }
     }
-    let results = join_all(planned.iter().map(|(op, _, _)| ctx.node.propose(Txn { ops: vec![op.clone()] }))).await;
+    let results =
+        join_all(planned.iter().map(|(op, _, _)| ctx.node.propose(Txn { ops: vec![op.clone()] }))).await;
     let mut out = Written::default();
     for ((_, object, removed), result) in planned.into_iter().zip(results) {
         match result {

@@ -140,3 +140,17 @@ fn keys_separate_kinds_and_namespaces() {
     assert_eq!(prefix(Kind::Pod, Some("kube")), b"/registry/pods/kube/");
     assert_eq!(prefix(Kind::Pod, None), b"/registry/pods/");
 }
+
+#[test]
+fn apply_keeps_the_controllers_revision_annotations() {
+    let (mut stored, _, _) = plan_apply(obj(DEPLOY), None, Time(100), &mut uid()).unwrap();
+    stored.meta_mut().annotations.insert("deployment.kubernetes.io/revision".into(), "3".into());
+    stored.meta_mut().annotations.insert("corral.io/revision-history".into(), "[]".into());
+    let (next, _, action) =
+        plan_apply(obj(DEPLOY), Some((&stored, Revision(7))), Time(200), &mut uid()).unwrap();
+    assert_eq!(action, Action::Unchanged);
+    assert_eq!(
+        next.meta().annotations.get("deployment.kubernetes.io/revision").map(String::as_str),
+        Some("3")
+    );
+}

@@ -1,0 +1,379 @@
+//! The leader's reconcile loop: one cache, kept by a watch, and every
+//! controller run over it after each change (level-triggered). Decisions are
+//! pure functions (scheduler, controllers); this loop only reads the cache,
+//! calls them, and commits what they decide with compare-and-swap.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use raft_store::{Expect, Revision};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::pod::{Condition, PodPhase, PodStatus};
+use crate::api::{Deployment, Kind, Node, Object, Pod, Service, Time};
+use crate::controllers::{deployment, endpoints, events, gc, node_lifecycle};
+use crate::objects;
+use crate::scheduler;
+use crate::service::MasterCtx;
+
+use super::cache::{Cache, REGISTRY};
+use super::writer::{commit, Write};
+
+/// Timings of the controllers.
+#[derive(Debug, Clone, Copy)]
+pub struct ControllerConfig {
+    /// A node silent this long becomes NotReady.
+    pub node_grace_seconds: i64,
+    /// ... and this much longer, its pods are failed and replaced.
+    pub node_eviction_seconds: i64,
+    /// How often the controllers run without a change (time-based rules).
+    pub resync: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig { node_grace_seconds: 10, node_eviction_seconds: 20, resync: Duration::from_secs(1) }
+    }
+}
+
+/// Runs the scheduler and controllers for one leadership term, until `cancel`.
+pub async fn run(ctx: MasterCtx, term: u64, cancel: CancellationToken, cfg: ControllerConfig) {
+    if let Err(e) = run_term(&ctx, &cancel, cfg).await {
+        tracing::warn!(master = ctx.id, term, error = %e, "controllers stopped");
+    }
+}
+
+async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerConfig) -> Result<(), String> {
+    // A fresh read index: the cache starts from every committed write.
+    ctx.node.raft.ensure_linearizable().await.map_err(|e| format!("cannot confirm leadership: {e}"))?;
+    let sm = &ctx.node.state_machine;
+    let mut cache = Cache::load(sm).await.map_err(|e| e.to_string())?;
+    let mut watch = Box::pin(sm.watch(REGISTRY.to_vec(), Some(Revision(cache.revision.0 + 1))));
+    let mut tick = tokio::time::interval(cfg.resync);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            item = watch.next() => {
+                let Some(events) = item else { return Err("the watch ended".into()) };
+                for e in events.map_err(|e| e.to_string())? {
+                    cache.apply(e);
+                }
+                // Take whatever else is already there before deciding.
+                while let Some(Some(more)) = futures::FutureExt::now_or_never(watch.next()) {
+                    for e in more.map_err(|e| e.to_string())? {
+                        cache.apply(e);
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        if reconcile(ctx, &mut cache, &cfg).await {
+            return Err("this master is no longer the leader".into());
+        }
+    }
+}
+
+/// One pass of every controller. Returns whether this master was deposed.
+async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig) -> bool {
+    let now = ctx.clock.now();
+    let mut deposed = false;
+    deposed |= node_lifecycle_pass(ctx, cache, cfg, now).await;
+    deposed |= deployments_pass(ctx, cache, now).await;
+    deposed |= scheduler_pass(ctx, cache, now).await;
+    deposed |= endpoints_pass(ctx, cache, now).await;
+    deposed |= gc_pass(ctx, cache, now).await;
+    deposed
+}
+
+fn pods(cache: &Cache) -> Vec<(Pod, Revision)> {
+    cache
+        .of_kind(Kind::Pod)
+        .filter_map(|(o, r)| match o {
+            Object::Pod(p) => Some((p.clone(), *r)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn nodes(cache: &Cache) -> Vec<(Node, Revision)> {
+    cache
+        .of_kind(Kind::Node)
+        .filter_map(|(o, r)| match o {
+            Object::Node(n) => Some((n.clone(), *r)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn put(object: Object, expect: Expect) -> Write {
+    Write::Put { object: Box::new(object), expect }
+}
+
+/// A whole object the controllers own (endpoints, events): created or
+/// replaced through the same rules as a user's apply.
+fn upsert(cache: &Cache, object: Object, now: Time) -> Option<Write> {
+    let current = cache.get(object.kind(), object.namespace(), &object.meta().name);
+    let mut uid = || uuid::Uuid::new_v4().to_string();
+    match objects::plan_apply(object, current.map(|(o, r)| (o, *r)), now, &mut uid) {
+        Ok((_, _, objects::Action::Unchanged)) => None,
+        Ok((next, expect, _)) => Some(put(next, expect)),
+        Err(e) => {
+            tracing::warn!(error = %e, "a controller's object was refused");
+            None
+        }
+    }
+}
+
+fn is_live(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && !matches!(p.phase(), Some(PodPhase::Failed | PodPhase::Succeeded))
+}
+
+async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
+    let all = pods(cache);
+    let pending: Vec<Pod> = all
+        .iter()
+        .filter(|(p, _)| p.spec.node_name.is_none() && is_live(p))
+        .map(|(p, _)| p.clone())
+        .collect();
+    if pending.is_empty() {
+        return false;
+    }
+    let mut by_node: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    for (p, _) in &all {
+        if let (Some(n), true) = (&p.spec.node_name, is_live(p)) {
+            by_node.entry(n.clone()).or_default().push(p.clone());
+        }
+    }
+    let mut snapshot = scheduler::Snapshot {
+        nodes: nodes(cache)
+            .into_iter()
+            .map(|(node, _)| {
+                let pods = by_node.remove(&node.metadata.name).unwrap_or_default();
+                scheduler::NodeInfo { node, pods }
+            })
+            .collect(),
+    };
+    let revs: BTreeMap<(String, String), (Pod, Revision)> = all
+        .into_iter()
+        .map(|(p, r)| ((p.metadata.namespace_or_default().to_string(), p.metadata.name.clone()), (p, r)))
+        .collect();
+    let mut writes = Vec::new();
+    for decision in scheduler::schedule(&pending, &mut snapshot) {
+        match decision {
+            scheduler::Decision::Bind { namespace, name, node } => {
+                let Some((pod, rev)) = revs.get(&(namespace, name)) else { continue };
+                let mut bound = pod.clone();
+                bound.spec.node_name = Some(node);
+                let status = bound.status.get_or_insert_with(PodStatus::default);
+                status.phase.get_or_insert(PodPhase::Pending);
+                set_condition(&mut status.conditions, condition("PodScheduled", "True", None, None, now));
+                writes.push(put(Object::Pod(bound), Expect::Revision(*rev)));
+            }
+            scheduler::Decision::Unschedulable { namespace, name, message } => {
+                let Some((pod, rev)) = revs.get(&(namespace, name)) else { continue };
+                let old =
+                    pod.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "PodScheduled"));
+                if old.and_then(|c| c.message.as_deref()) == Some(message.as_str()) {
+                    continue;
+                }
+                let mut waiting = pod.clone();
+                let status = waiting.status.get_or_insert_with(PodStatus::default);
+                status.phase = Some(PodPhase::Pending);
+                let c = condition("PodScheduled", "False", Some("Unschedulable"), Some(&message), now);
+                set_condition(&mut status.conditions, c);
+                writes.push(put(Object::Pod(waiting), Expect::Revision(*rev)));
+                let what = events::Occurrence {
+                    involved: events::reference(&Object::Pod(pod.clone())),
+                    type_: events::EventType::Warning,
+                    reason: "FailedScheduling",
+                    message: message.clone(),
+                    component: "default-scheduler",
+                };
+                writes.extend(record_event(cache, what, now));
+            }
+        }
+    }
+    let written = commit(ctx, cache, writes, now).await;
+    written.deposed
+}
+
+/// An Event: a new one, or the existing one of the same object and reason with its count bumped.
+fn record_event(cache: &Cache, what: events::Occurrence<'_>, now: Time) -> Option<Write> {
+    let name = events::event_name(&what.involved, what.reason);
+    let ns = what.involved.namespace.clone().unwrap_or_else(|| "default".into());
+    let existing = match cache.get(Kind::Event, &ns, &name) {
+        Some((Object::Event(e), _)) => Some(e.clone()),
+        _ => None,
+    };
+    upsert(cache, Object::Event(events::record(what, existing.as_ref(), now)), now)
+}
+
+fn condition(type_: &str, status: &str, reason: Option<&str>, message: Option<&str>, now: Time) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.map(String::from),
+        message: message.map(String::from),
+        last_transition_time: Some(now),
+        ..Default::default()
+    }
+}
+
+fn set_condition(conditions: &mut Vec<Condition>, c: Condition) {
+    match conditions.iter_mut().find(|x| x.type_ == c.type_) {
+        Some(old) if old.status == c.status && old.reason == c.reason && old.message == c.message => {}
+        Some(old) => *old = c,
+        None => conditions.push(c),
+    }
+}
+
+async fn deployments_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
+    let all_pods = pods(cache);
+    let deployments: Vec<(Deployment, Revision)> = cache
+        .of_kind(Kind::Deployment)
+        .filter_map(|(o, r)| match o {
+            Object::Deployment(d) if d.metadata.deletion_timestamp.is_none() => Some((d.clone(), *r)),
+            _ => None,
+        })
+        .collect();
+    let mut writes = Vec::new();
+    for (d, rev) in deployments {
+        let uid = d.metadata.uid.clone().unwrap_or_default();
+        let owned: Vec<Pod> = all_pods
+            .iter()
+            .filter(|(p, _)| p.metadata.controller().is_some_and(|o| o.uid == uid))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let plan = deployment::plan(&d, &owned, now);
+        for create in &plan.create {
+            for _ in 0..create.count {
+                let name = format!("{}-{}-{}", d.metadata.name, create.hash, suffix());
+                let pod = deployment::pod_for(&d, &create.hash, &name);
+                if let Some(w) = upsert(cache, Object::Pod(pod), now) {
+                    writes.push(w);
+                }
+            }
+        }
+        let ns = d.metadata.namespace_or_default().to_string();
+        for name in &plan.delete {
+            if let Some((_, prev)) = cache.get(Kind::Pod, &ns, name) {
+                writes.push(Write::Delete {
+                    kind: Kind::Pod,
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    rev: *prev,
+                });
+            }
+        }
+        let mut next = d.clone();
+        next.status = Some(plan.status.clone());
+        next.metadata.annotations.extend(plan.annotations.clone());
+        if next != d {
+            writes.push(put(Object::Deployment(next), Expect::Revision(rev)));
+        }
+    }
+    commit(ctx, cache, writes, now).await.deposed
+}
+
+/// Five lowercase alphanumerics, as Kubernetes names generated pods.
+fn suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+async fn endpoints_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
+    let services: Vec<Service> = cache
+        .of_kind(Kind::Service)
+        .filter_map(|(o, _)| if let Object::Service(s) = o { Some(s.clone()) } else { None })
+        .collect();
+    if services.is_empty() {
+        return false;
+    }
+    let all_pods: Vec<Pod> = pods(cache).into_iter().map(|(p, _)| p).collect();
+    let all_nodes: Vec<Node> = nodes(cache).into_iter().map(|(n, _)| n).collect();
+    let writes: Vec<Write> = services
+        .iter()
+        .filter_map(|s| endpoints::endpoints_for(s, &all_pods, &all_nodes))
+        .filter_map(|ep| upsert(cache, Object::Endpoints(ep), now))
+        .collect();
+    commit(ctx, cache, writes, now).await.deposed
+}
+
+async fn node_lifecycle_pass(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig, now: Time) -> bool {
+    let lifecycle = node_lifecycle::NodeLifecycleConfig {
+        grace_seconds: cfg.node_grace_seconds,
+        eviction_seconds: cfg.node_eviction_seconds,
+    };
+    let all_pods = pods(cache);
+    let mut writes = Vec::new();
+    for (node, rev) in nodes(cache) {
+        let on_node: Vec<Pod> = all_pods
+            .iter()
+            .filter(|(p, _)| p.spec.node_name.as_deref() == Some(node.metadata.name.as_str()))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let plan = node_lifecycle::plan(&node, &on_node, now, &lifecycle);
+        if let Some(updated) = plan.mark_not_ready {
+            let message = updated
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|c| c.message.clone())
+                .unwrap_or_else(|| format!("node {:?} is not ready", node.metadata.name));
+            let what = events::Occurrence {
+                involved: events::reference(&Object::Node(node.clone())),
+                type_: events::EventType::Warning,
+                reason: "NodeNotReady",
+                message,
+                component: "node-controller",
+            };
+            writes.extend(record_event(cache, what, now));
+            writes.push(put(Object::Node(updated), Expect::Revision(rev)));
+        }
+        for pod in plan.not_ready.into_iter().chain(plan.fail) {
+            let ns = pod.metadata.namespace_or_default().to_string();
+            if let Some((_, prev)) = cache.get(Kind::Pod, &ns, &pod.metadata.name) {
+                writes.push(put(Object::Pod(pod), Expect::Revision(*prev)));
+            }
+        }
+        for name in plan.remove {
+            let found = on_node.iter().find(|p| p.metadata.name == name);
+            if let Some(p) = found {
+                let ns = p.metadata.namespace_or_default().to_string();
+                if let Some((_, prev)) = cache.get(Kind::Pod, &ns, &name) {
+                    // The node will never confirm: remove outright.
+                    writes.push(Write::Remove { kind: Kind::Pod, namespace: ns, name, rev: *prev });
+                }
+            }
+        }
+    }
+    commit(ctx, cache, writes, now).await.deposed
+}
+
+async fn gc_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
+    let all: Vec<Object> = [Kind::Pod, Kind::Endpoints]
+        .into_iter()
+        .flat_map(|k| cache.of_kind(k).map(|(o, _)| o.clone()).collect::<Vec<_>>())
+        .collect();
+    let owners: BTreeSet<String> = [Kind::Deployment, Kind::Service]
+        .into_iter()
+        .flat_map(|k| cache.of_kind(k).filter_map(|(o, _)| o.meta().uid.clone()).collect::<Vec<_>>())
+        .collect();
+    let writes: Vec<Write> = gc::orphans(&all, |uid| owners.contains(uid))
+        .into_iter()
+        .filter_map(|(kind, ns, name)| {
+            let rev = cache.get(kind, &ns, &name)?.1;
+            Some(Write::Delete { kind, namespace: ns, name, rev })
+        })
+        .collect();
+    commit(ctx, cache, writes, now).await.deposed
+}
