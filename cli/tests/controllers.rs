@@ -251,3 +251,51 @@ async fn unschedulable_pods_say_why() {
         "a FailedScheduling event names the pod"
     );
 }
+
+fn corral(tc: &TestCluster, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("--server")
+        .arg(tc.cluster.file.addresses().join(","))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_respects_max_unavailable_and_rollback_restores_the_template() {
+    let tc = TestCluster::start(3, FLAGS).await;
+    let client = tc.client();
+    let _fleet = start_fleet(&client, &["n1", "n2", "n3"], &[]).await;
+    let strategy = "  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}\n";
+    client.apply(&deployment("web", 3, "busybox:1", strategy)).await.unwrap();
+    wait_pods(&client, "app=web", Duration::from_secs(30), all_running(3)).await;
+
+    let (ok, out) = corral(&tc, &["drain", "n1", "--drain-timeout", "60s"]);
+    assert!(ok, "{out}");
+    let after = wait_pods(&client, "app=web", Duration::from_secs(30), all_running(3)).await;
+    assert!(after.iter().all(|p| p.spec.node_name.as_deref() != Some("n1")), "n1 is drained");
+    let (_, out) = corral(&tc, &["get", "nodes"]);
+    assert!(out.contains("n1    Ready,SchedulingDisabled"), "{out}");
+    let (ok, _) = corral(&tc, &["uncordon", "n1"]);
+    assert!(ok);
+
+    client.apply(&deployment("web", 3, "busybox:2", strategy)).await.unwrap();
+    wait_pods(&client, "app=web", Duration::from_secs(60), |p| {
+        all_running(3)(p) && p.iter().all(|p| p.spec.containers[0].image == "busybox:2")
+    })
+    .await;
+    let (ok, out) = corral(&tc, &["rollout", "undo", "deployment/web"]);
+    assert!(ok, "{out}");
+    wait_pods(&client, "app=web", Duration::from_secs(60), |p| {
+        all_running(3)(p) && p.iter().all(|p| p.spec.containers[0].image == "busybox:1")
+    })
+    .await;
+    let (events, _) = client.list_objects("events", "default", "").await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Object::Event(ev) if ev.reason.as_deref() == Some("ScalingReplicaSet"))));
+}

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod kv;
 pub mod master;
 pub mod objects;
+pub mod ops;
 pub mod up;
 
 use std::sync::Arc;
@@ -80,6 +81,16 @@ pub enum Command {
     /// Set a deployment's replica count.
     #[command(after_help = "Example:\n  corral scale deployment/web --replicas 5")]
     Scale(objects::ScaleArgs),
+    /// Roll deployments back.
+    #[command(subcommand)]
+    Rollout(ops::RolloutCommand),
+    /// Mark a node unschedulable: no new pods go there.
+    Cordon(ops::NodeArgs),
+    /// Mark a node schedulable again.
+    Uncordon(ops::NodeArgs),
+    /// Cordon a node and evict its pods, respecting each deployment's maxUnavailable.
+    #[command(after_help = "Example:\n  corral drain n2 && corral uncordon n2")]
+    Drain(ops::DrainArgs),
     /// Start a local cluster of real processes on loopback.
     #[command(
         after_help = "Example:\n  corral up --masters 3 --state-dir .corral\n  corral down --state-dir .corral"
@@ -120,6 +131,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Get(args) => objects::get(&cli, args).await,
         Command::Delete(args) => objects::delete(&cli, args).await,
         Command::Scale(args) => objects::scale(&cli, args).await,
+        Command::Rollout(cmd) => ops::rollout(&cli, cmd).await,
+        Command::Cordon(args) => ops::cordon(&cli, args, true).await,
+        Command::Uncordon(args) => ops::cordon(&cli, args, false).await,
+        Command::Drain(args) => ops::drain(&cli, args).await,
         Command::Up(args) => up::run_up(args).await,
         Command::Down(args) => up::run_down(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,

@@ -260,6 +260,23 @@ async fn deployments_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool
                 }
             }
         }
+        let created: usize = plan.create.iter().map(|c| c.count).sum();
+        for (count, verb) in [(created, "up"), (plan.delete.len(), "down")] {
+            if count > 0 {
+                let revision = next_revision(&d, &plan.annotations);
+                let what = events::Occurrence {
+                    involved: events::reference(&Object::Deployment(d.clone())),
+                    type_: events::EventType::Normal,
+                    reason: "ScalingReplicaSet",
+                    message: format!(
+                        "Scaled {verb} revision {revision} of deployment {:?} by {count} pod(s)",
+                        d.metadata.name
+                    ),
+                    component: "deployment-controller",
+                };
+                writes.extend(record_event(cache, what, now));
+            }
+        }
         let ns = d.metadata.namespace_or_default().to_string();
         for name in &plan.delete {
             if let Some((_, prev)) = cache.get(Kind::Pod, &ns, name) {
@@ -279,6 +296,15 @@ async fn deployments_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool
         }
     }
     commit(ctx, cache, writes, now).await.deposed
+}
+
+/// The revision number a deployment has after this step.
+fn next_revision(d: &Deployment, annotations: &BTreeMap<String, String>) -> String {
+    annotations
+        .get(deployment::REVISION_ANNOTATION)
+        .or_else(|| d.metadata.annotations.get(deployment::REVISION_ANNOTATION))
+        .cloned()
+        .unwrap_or_else(|| "1".into())
 }
 
 /// Five lowercase alphanumerics, as Kubernetes names generated pods.
