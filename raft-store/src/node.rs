@@ -64,7 +64,9 @@ impl RaftNodeConfig {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.keep_behind_snapshot,
             snapshot_max_chunk_size: 4 << 20,
-            max_payload_entries: 300,
+            // openraft bounds an AppendEntries by the heartbeat interval:
+            // keep each one small enough to travel within it.
+            max_payload_entries: 32,
             ..Default::default()
         };
         Ok(Arc::new(config.validate().map_err(|e| StoreError::Task(format!("invalid raft config: {e}")))?))

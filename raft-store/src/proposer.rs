@@ -14,9 +14,9 @@ use crate::types::{Command, Outcome, Revision, Txn};
 use crate::{NodeId, Raft};
 
 /// The most transactions in one entry.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 256;
 /// The most bytes (keys + values) in one entry.
-const MAX_BATCH_BYTES: usize = 4 << 20;
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Entries proposed but not yet committed, at most.
 const IN_FLIGHT: usize = 4;
 

@@ -20,6 +20,9 @@ use crate::service::MasterCtx;
 use super::cache::{Cache, REGISTRY};
 use super::writer::{commit, Write};
 
+/// Pods scheduled per pass at most (the rest wait for the next pass).
+const SCHEDULE_PER_PASS: usize = 2000;
+
 /// Timings of the controllers.
 #[derive(Debug, Clone, Copy)]
 pub struct ControllerConfig {
@@ -81,12 +84,24 @@ async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerCo
 /// One pass of every controller. Returns whether this master was deposed.
 async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig) -> bool {
     let now = ctx.clock.now();
+    let started = std::time::Instant::now();
     let mut deposed = false;
     deposed |= node_lifecycle_pass(ctx, cache, cfg, now).await;
+    let t1 = started.elapsed();
     deposed |= deployments_pass(ctx, cache, now).await;
+    let t2 = started.elapsed();
     deposed |= scheduler_pass(ctx, cache, now).await;
+    let t3 = started.elapsed();
     deposed |= endpoints_pass(ctx, cache, now).await;
     deposed |= gc_pass(ctx, cache, now).await;
+    tracing::debug!(
+        objects = cache.len(),
+        nodes_ms = t1.as_millis() as u64,
+        deployments_ms = (t2 - t1).as_millis() as u64,
+        scheduler_ms = (t3 - t2).as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "reconcile pass"
+    );
     deposed
 }
 
@@ -155,7 +170,7 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
             .into_iter()
             .map(|(node, _)| {
                 let pods = by_node.remove(&node.metadata.name).unwrap_or_default();
-                scheduler::NodeInfo { node, pods }
+                scheduler::NodeInfo::new(node, pods)
             })
             .collect(),
     };
@@ -163,8 +178,22 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
         .into_iter()
         .map(|(p, r)| ((p.metadata.namespace_or_default().to_string(), p.metadata.name.clone()), (p, r)))
         .collect();
+    // Oldest first, a bounded number per pass, computed off the async
+    // workers: a long scheduling cycle must not delay Raft's heartbeats.
+    let mut pending = pending;
+    pending.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
+    pending.truncate(SCHEDULE_PER_PASS);
+    let started = std::time::Instant::now();
+    let decisions =
+        match tokio::task::spawn_blocking(move || scheduler::schedule(&pending, &mut snapshot)).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "the scheduling cycle failed");
+                return false;
+            }
+        };
     let mut writes = Vec::new();
-    for decision in scheduler::schedule(&pending, &mut snapshot) {
+    for decision in decisions {
         match decision {
             scheduler::Decision::Bind { namespace, name, node } => {
                 let Some((pod, rev)) = revs.get(&(namespace, name)) else { continue };
@@ -199,7 +228,17 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
             }
         }
     }
+    let decided = started.elapsed();
+    let count = writes.len();
     let written = commit(ctx, cache, writes, now).await;
+    tracing::info!(
+        decisions = count,
+        decide_ms = decided.as_millis() as u64,
+        commit_ms = (started.elapsed() - decided).as_millis() as u64,
+        applied = written.applied,
+        conflicts = written.conflicts,
+        "scheduling pass"
+    );
     written.deposed
 }
 

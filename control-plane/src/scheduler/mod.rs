@@ -36,9 +36,27 @@ pub struct NodeInfo {
     pub node: Node,
     /// Pods bound to the node and not terminated (phase neither Succeeded nor Failed).
     pub pods: Vec<Pod>,
+    /// The sums of `pods`' requests (for fit, and for scoring), computed once
+    /// per snapshot instead of once per candidate pod; cleared by [`NodeInfo::add`].
+    requested: std::sync::OnceLock<(Requests, Requests)>,
 }
 
 impl NodeInfo {
+    pub fn new(node: Node, pods: Vec<Pod>) -> Self {
+        NodeInfo { node, pods, requested: std::sync::OnceLock::new() }
+    }
+
+    /// Binds `pod` here in the snapshot.
+    pub fn add(&mut self, pod: Pod) {
+        self.pods.push(pod);
+        self.requested = std::sync::OnceLock::new();
+    }
+
+    /// What the pods on the node request: (as the fit filter counts, as scoring counts).
+    pub fn requested(&self) -> (Requests, Requests) {
+        *self.requested.get_or_init(|| (Requests::sum_on_node(self), Requests::sum_on_node_for_scoring(self)))
+    }
+
     pub fn name(&self) -> &str {
         &self.node.metadata.name
     }
@@ -64,7 +82,7 @@ impl Snapshot {
                     .filter(|p| p.spec.node_name.as_deref() == Some(name) && !is_terminated(p))
                     .cloned()
                     .collect();
-                NodeInfo { node, pods }
+                NodeInfo::new(node, pods)
             })
             .collect();
         nodes.sort_by(|a, b| a.name().cmp(b.name()));
@@ -82,7 +100,7 @@ impl Snapshot {
         if let Some(info) = self.nodes.iter_mut().find(|n| n.name() == node) {
             let mut bound = pod.clone();
             bound.spec.node_name = Some(node.to_string());
-            info.pods.push(bound);
+            info.add(bound);
         }
     }
 }

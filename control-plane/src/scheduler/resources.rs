@@ -55,13 +55,21 @@ impl Requests {
         })
     }
 
-    /// What the pods already on the node request.
+    /// What the pods already on the node request (cached per snapshot).
     pub fn on_node(node: &NodeInfo) -> Requests {
-        node.pods.iter().map(Requests::of_pod).fold(Requests::default(), Add::add)
+        node.requested().0
     }
 
     /// Like [`Requests::on_node`], with the scoring defaults of [`Requests::of_pod_for_scoring`].
     pub fn on_node_for_scoring(node: &NodeInfo) -> Requests {
+        node.requested().1
+    }
+
+    pub(crate) fn sum_on_node(node: &NodeInfo) -> Requests {
+        node.pods.iter().map(Requests::of_pod).fold(Requests::default(), Add::add)
+    }
+
+    pub(crate) fn sum_on_node_for_scoring(node: &NodeInfo) -> Requests {
         node.pods.iter().map(Requests::of_pod_for_scoring).fold(Requests::default(), Add::add)
     }
 
