@@ -49,7 +49,9 @@ impl Master {
     /// Opens the data dir and starts Raft. Serve it with [`Master::serve`].
     pub async fn start(config: MasterConfig, dialer: Arc<dyn Dialer>) -> Result<Self, StoreError> {
         let id = config.raft.id;
-        let election_ms = config.raft.election_min_ms;
+        // Controllers stop once no quorum has acknowledged this leader for a
+        // maximum election timeout: before that, no other master can have won.
+        let election_ms = config.raft.election_max_ms;
         let node = RaftNode::start(config.raft, dialer.clone()).await?;
         let master = Master {
             ctx: MasterCtx::new(id, config.advertise, node, dialer, config.clock),

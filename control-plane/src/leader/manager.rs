@@ -20,6 +20,9 @@ use crate::service::MasterCtx;
 use super::cache::{Cache, REGISTRY};
 use super::writer::{commit, Write};
 
+/// How long changes may gather before a pass.
+const SETTLE: Duration = Duration::from_millis(50);
+
 /// Pods scheduled per pass at most (the rest wait for the next pass).
 const SCHEDULE_PER_PASS: usize = 2000;
 
@@ -71,6 +74,14 @@ async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerCo
                 }
             }
             _ = tick.tick() => {}
+        }
+        // Let a burst of changes settle into one pass: a pass reads the
+        // whole cache, so running one per event would starve everything else.
+        tokio::time::sleep(SETTLE).await;
+        while let Some(Some(more)) = futures::FutureExt::now_or_never(watch.next()) {
+            for e in more.map_err(|e| e.to_string())? {
+                cache.apply(e);
+            }
         }
         if cancel.is_cancelled() {
             return Ok(());
@@ -273,6 +284,21 @@ fn set_condition(conditions: &mut Vec<Condition>, c: Condition) {
 }
 
 async fn deployments_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
+    let writes = cpu(|| deployment_writes(cache, now));
+    commit(ctx, cache, writes, now).await.deposed
+}
+
+/// Runs CPU-heavy decision work without stalling the runtime's other tasks
+/// (Raft heartbeats above all): on a multi-threaded runtime the worker hands
+/// its queue to the others meanwhile. Simulations run on one thread: inline.
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn deployment_writes(cache: &Cache, now: Time) -> Vec<Write> {
     let all_pods = pods(cache);
     let deployments: Vec<(Deployment, Revision)> = cache
         .of_kind(Kind::Deployment)
@@ -334,7 +360,7 @@ async fn deployments_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool
             writes.push(put(Object::Deployment(next), Expect::Revision(rev)));
         }
     }
-    commit(ctx, cache, writes, now).await.deposed
+    writes
 }
 
 /// The revision number a deployment has after this step.
@@ -363,13 +389,15 @@ async fn endpoints_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
     if services.is_empty() {
         return false;
     }
-    let all_pods: Vec<Pod> = pods(cache).into_iter().map(|(p, _)| p).collect();
-    let all_nodes: Vec<Node> = nodes(cache).into_iter().map(|(n, _)| n).collect();
-    let writes: Vec<Write> = services
-        .iter()
-        .filter_map(|s| endpoints::endpoints_for(s, &all_pods, &all_nodes))
-        .filter_map(|ep| upsert(cache, Object::Endpoints(ep), now))
-        .collect();
+    let writes: Vec<Write> = cpu(|| {
+        let all_pods: Vec<Pod> = pods(cache).into_iter().map(|(p, _)| p).collect();
+        let all_nodes: Vec<Node> = nodes(cache).into_iter().map(|(n, _)| n).collect();
+        services
+            .iter()
+            .filter_map(|s| endpoints::endpoints_for(s, &all_pods, &all_nodes))
+            .filter_map(|ep| upsert(cache, Object::Endpoints(ep), now))
+            .collect()
+    });
     commit(ctx, cache, writes, now).await.deposed
 }
 
