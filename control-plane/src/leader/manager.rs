@@ -192,7 +192,7 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
     // Oldest first, a bounded number per pass, computed off the async
     // workers: a long scheduling cycle must not delay Raft's heartbeats.
     let mut pending = pending;
-    pending.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
+    pending.sort_by_key(|p| p.metadata.creation_timestamp);
     pending.truncate(SCHEDULE_PER_PASS);
     let started = std::time::Instant::now();
     let decisions =
