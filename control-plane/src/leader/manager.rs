@@ -161,20 +161,18 @@ fn is_live(p: &Pod) -> bool {
 }
 
 async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
-    let all = pods(cache);
-    let pending: Vec<Pod> = all
-        .iter()
-        .filter(|(p, _)| p.spec.node_name.is_none() && is_live(p))
-        .map(|(p, _)| p.clone())
-        .collect();
+    let mut pending: Vec<Pod> = Vec::new();
+    let mut by_node: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    for (o, _) in cache.of_kind(Kind::Pod) {
+        let Object::Pod(p) = o else { continue };
+        match (&p.spec.node_name, is_live(p)) {
+            (None, true) => pending.push(p.clone()),
+            (Some(n), true) => by_node.entry(n.clone()).or_default().push(p.clone()),
+            _ => {}
+        }
+    }
     if pending.is_empty() {
         return false;
-    }
-    let mut by_node: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-    for (p, _) in &all {
-        if let (Some(n), true) = (&p.spec.node_name, is_live(p)) {
-            by_node.entry(n.clone()).or_default().push(p.clone());
-        }
     }
     let mut snapshot = scheduler::Snapshot {
         nodes: nodes(cache)
@@ -185,13 +183,8 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
             })
             .collect(),
     };
-    let revs: BTreeMap<(String, String), (Pod, Revision)> = all
-        .into_iter()
-        .map(|(p, r)| ((p.metadata.namespace_or_default().to_string(), p.metadata.name.clone()), (p, r)))
-        .collect();
     // Oldest first, a bounded number per pass, computed off the async
     // workers: a long scheduling cycle must not delay Raft's heartbeats.
-    let mut pending = pending;
     pending.sort_by_key(|p| p.metadata.creation_timestamp);
     pending.truncate(SCHEDULE_PER_PASS);
     let started = std::time::Instant::now();
@@ -207,7 +200,7 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
     for decision in decisions {
         match decision {
             scheduler::Decision::Bind { namespace, name, node } => {
-                let Some((pod, rev)) = revs.get(&(namespace, name)) else { continue };
+                let Some((Object::Pod(pod), rev)) = cache.get(Kind::Pod, &namespace, &name) else { continue };
                 let mut bound = pod.clone();
                 bound.spec.node_name = Some(node);
                 let status = bound.status.get_or_insert_with(PodStatus::default);
@@ -216,7 +209,7 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
                 writes.push(put(Object::Pod(bound), Expect::Revision(*rev)));
             }
             scheduler::Decision::Unschedulable { namespace, name, message } => {
-                let Some((pod, rev)) = revs.get(&(namespace, name)) else { continue };
+                let Some((Object::Pod(pod), rev)) = cache.get(Kind::Pod, &namespace, &name) else { continue };
                 let old =
                     pod.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "PodScheduled"));
                 if old.and_then(|c| c.message.as_deref()) == Some(message.as_str()) {
@@ -299,7 +292,14 @@ fn cpu<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn deployment_writes(cache: &Cache, now: Time) -> Vec<Write> {
-    let all_pods = pods(cache);
+    let mut by_owner: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for (o, _) in cache.of_kind(Kind::Pod) {
+        if let Object::Pod(p) = o {
+            if let Some(owner) = p.metadata.controller() {
+                by_owner.entry(owner.uid.as_str()).or_default().push(p);
+            }
+        }
+    }
     let deployments: Vec<(Deployment, Revision)> = cache
         .of_kind(Kind::Deployment)
         .filter_map(|(o, r)| match o {
@@ -310,11 +310,10 @@ fn deployment_writes(cache: &Cache, now: Time) -> Vec<Write> {
     let mut writes = Vec::new();
     for (d, rev) in deployments {
         let uid = d.metadata.uid.clone().unwrap_or_default();
-        let owned: Vec<Pod> = all_pods
-            .iter()
-            .filter(|(p, _)| p.metadata.controller().is_some_and(|o| o.uid == uid))
-            .map(|(p, _)| p.clone())
-            .collect();
+        let owned: Vec<Pod> = by_owner
+            .get(uid.as_str())
+            .map(|ps| ps.iter().map(|p| (*p).clone()).collect())
+            .unwrap_or_default();
         let plan = deployment::plan(&d, &owned, now);
         for create in &plan.create {
             for _ in 0..create.count {
@@ -406,14 +405,20 @@ async fn node_lifecycle_pass(ctx: &MasterCtx, cache: &mut Cache, cfg: &Controlle
         grace_seconds: cfg.node_grace_seconds,
         eviction_seconds: cfg.node_eviction_seconds,
     };
-    let all_pods = pods(cache);
+    let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for (o, _) in cache.of_kind(Kind::Pod) {
+        if let Object::Pod(p) = o {
+            if let Some(n) = p.spec.node_name.as_deref() {
+                by_node.entry(n).or_default().push(p);
+            }
+        }
+    }
     let mut writes = Vec::new();
     for (node, rev) in nodes(cache) {
-        let on_node: Vec<Pod> = all_pods
-            .iter()
-            .filter(|(p, _)| p.spec.node_name.as_deref() == Some(node.metadata.name.as_str()))
-            .map(|(p, _)| p.clone())
-            .collect();
+        let on_node: Vec<Pod> = by_node
+            .get(node.metadata.name.as_str())
+            .map(|ps| ps.iter().map(|p| (*p).clone()).collect())
+            .unwrap_or_default();
         let plan = node_lifecycle::plan(&node, &on_node, now, &lifecycle);
         if let Some(updated) = plan.mark_not_ready {
             let message = updated
