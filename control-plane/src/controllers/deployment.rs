@@ -172,6 +172,18 @@ impl<'a> Sorted<'a> {
     }
 }
 
+/// The reference that makes `d` the controlling owner of a pod.
+pub fn owner_reference(d: &Deployment) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: d.metadata.name.clone(),
+        uid: d.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
 /// A pod named `name` of `d`'s revision `hash`: the template of that
 /// revision (the current template, or an old one from the history) with the
 /// `pod-template-hash` label, in `d`'s namespace, controlled by `d`.
@@ -187,14 +199,7 @@ pub fn pod_for(d: &Deployment, hash: &str, name: &str) -> Pod {
     metadata.name = name.to_string();
     metadata.namespace = Some(d.metadata.namespace_or_default().to_string());
     metadata.labels.insert(TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
-    metadata.owner_references = vec![OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        name: d.metadata.name.clone(),
-        uid: d.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }];
+    metadata.owner_references = vec![owner_reference(d)];
     Pod { api_version: "v1".into(), kind: "Pod".into(), metadata, spec: template.spec.clone(), status: None }
 }
 

@@ -12,7 +12,7 @@ use crate::api::pod::{
     Condition, Container, ContainerPort, ContainerStatus, PodPhase, PodSpec, PodStatus, PodTemplateSpec,
 };
 use crate::api::service::{ServicePort, ServiceSpec};
-use crate::api::{Deployment, IntOrString, Node, OwnerReference, Pod, Service, Time};
+use crate::api::{Deployment, IntOrString, Node, Pod, Service, Time};
 
 /// The fixtures' reference time.
 pub(crate) const T0: Time = Time(1_800_000_000);
@@ -99,16 +99,7 @@ pub(crate) trait PodExt: Sized {
         })
     }
     fn owned_by(self, d: &Deployment) -> Self {
-        self.edit(|p| {
-            p.metadata.owner_references = vec![OwnerReference {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: d.metadata.name.clone(),
-                uid: d.metadata.uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]
-        })
+        self.edit(|p| p.metadata.owner_references = vec![crate::controllers::deployment::owner_reference(d)])
     }
 }
 

@@ -24,11 +24,6 @@ pub enum Write {
     Remove { kind: Kind, namespace: String, name: String, rev: Revision },
 }
 
-enum WriteKind {
-    Remove,
-    Other,
-}
-
 /// The outcome of a batch: how many writes landed, conflicted, and whether
 /// this master lost the leadership while writing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -42,7 +37,7 @@ pub struct Written {
 pub async fn commit(ctx: &MasterCtx, cache: &mut Cache, writes: Vec<Write>, now: Time) -> Written {
     let mut planned = Vec::with_capacity(writes.len());
     for w in writes {
-        let w_kind = if matches!(w, Write::Remove { .. }) { WriteKind::Remove } else { WriteKind::Other };
+        let force = matches!(w, Write::Remove { .. });
         match w {
             Write::Put { object, expect } => {
                 let object = *object;
@@ -51,7 +46,6 @@ pub async fn commit(ctx: &MasterCtx, cache: &mut Cache, writes: Vec<Write>, now:
                 planned.push((op, Some(object), None));
             }
             Write::Delete { kind, namespace, name, rev } | Write::Remove { kind, namespace, name, rev } => {
-                let force = matches!(w_kind, WriteKind::Remove);
                 let Some((current, _)) = cache.get(kind, &namespace, &name).cloned() else { continue };
                 let key = objects::key(kind, &namespace, &name);
                 match objects::plan_delete(&current, now, force) {
