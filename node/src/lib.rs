@@ -6,3 +6,4 @@
 //! place of real nodes: it speaks the same API a real agent will.
 
 pub mod fake;
+pub mod runtime;
