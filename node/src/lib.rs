@@ -1,9 +1,15 @@
 //! Corral's worker agent: registration, heartbeats, the pod sync loop over a
-//! container `Runtime`, probes and the service proxy.
+//! container [`runtime::Runtime`], probes and the service proxy.
 //!
-//! The Docker agent arrives with the worker-node issue. What is here is the
-//! simulated fleet ([`fake`]) that integration tests and benchmarks use in
-//! place of real nodes: it speaks the same API a real agent will.
+//! - [`agent`]: the shell that runs it all (`corral node`).
+//! - [`pod_sync`]: the decision for one pod, a pure function.
+//! - [`runtime`]: the container engine interface (Docker, or simulated).
+//! - [`reflector`]: list + watch copies of the objects the agent needs.
+//! - [`fake`]: a fleet of simulated agents for control-plane tests and
+//!   benchmarks (no containers at all).
 
+pub mod agent;
 pub mod fake;
+pub mod pod_sync;
+pub mod reflector;
 pub mod runtime;

@@ -31,10 +31,12 @@ mod simulation;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use crate::api::deployment::{DeploymentStatus, StrategyType};
 use crate::api::{Deployment, OwnerReference, Pod, Time};
+use crate::controllers::events::EventType;
 use crate::controllers::pods;
 
 pub use revisions::template_hash;
@@ -72,7 +74,8 @@ pub struct DeploymentPlan {
 
 /// Plans one step for `d`. `pods` are the pods `d` controls (controller
 /// owner reference with `d`'s uid; see [`pods::controlled_by`]). Pure.
-pub fn plan(d: &Deployment, pods: &[Pod], now: Time) -> DeploymentPlan {
+pub fn plan<P: Borrow<Pod>>(d: &Deployment, pods: &[P], now: Time) -> DeploymentPlan {
+    let pods: Vec<&Pod> = pods.iter().map(Borrow::borrow).collect();
     let hash = template_hash(&d.spec.template);
     let paused = d.spec.paused.unwrap_or(false);
     let history = History::read(&d.metadata.annotations);
@@ -84,7 +87,7 @@ pub fn plan(d: &Deployment, pods: &[Pod], now: Time) -> DeploymentPlan {
     };
     let min_ready = d.spec.min_ready_seconds.map_or(0, i64::from);
     let available = |p: &Pod| pods::is_available(p, min_ready, now);
-    let sorted = Sorted::new(pods, &hash);
+    let sorted = Sorted::new(&pods, &hash);
 
     let replicas = usize::try_from(d.replicas()).unwrap_or(0);
     let b = bounds(d);
@@ -128,11 +131,11 @@ struct Sorted<'a> {
 }
 
 impl<'a> Sorted<'a> {
-    fn new(pods: &'a [Pod], hash: &str) -> Sorted<'a> {
+    fn new(pods: &[&'a Pod], hash: &str) -> Sorted<'a> {
         let is_new = |p: &Pod| p.metadata.labels.get(TEMPLATE_HASH_LABEL).is_some_and(|h| h == hash);
         let mut sorted =
             Sorted { new: Vec::new(), old: Vec::new(), finished: Vec::new(), old_terminating: false };
-        for p in pods {
+        for &p in pods {
             if pods::is_finished(p) {
                 if !pods::is_terminating(p) {
                     sorted.finished.push(p);
@@ -233,4 +236,78 @@ pub fn rollback(d: &Deployment, to_revision: Option<i64>) -> Result<Deployment, 
     next.spec.template = target.template.clone();
     next.metadata.annotations.extend(history.annotations());
     Ok(next)
+}
+
+/// An Event for a rollout step, from the change of the `Progressing`
+/// condition between the stored status and the planned one: a new revision
+/// started, a rollout completed, paused, resumed, or ran past its progress
+/// deadline. `None` when the condition keeps its reason. Pure.
+pub fn rollout_event(
+    before: Option<&DeploymentStatus>,
+    after: &DeploymentStatus,
+) -> Option<(EventType, &'static str, String)> {
+    let progressing = |s: &DeploymentStatus| s.conditions.iter().find(|c| c.type_ == "Progressing").cloned();
+    let now = progressing(after)?;
+    let then = before.and_then(progressing);
+    if then.as_ref().is_some_and(|c| c.reason == now.reason) {
+        return None;
+    }
+    let message = now.message.clone().unwrap_or_default();
+    let (type_, reason) = match now.reason.as_deref()? {
+        "NewReplicaSetCreated" => (EventType::Normal, "RolloutStarted"),
+        "NewReplicaSetAvailable" => (EventType::Normal, "RolloutComplete"),
+        "DeploymentPaused" => (EventType::Normal, "DeploymentPaused"),
+        "DeploymentResumed" => (EventType::Normal, "DeploymentResumed"),
+        "ProgressDeadlineExceeded" => (EventType::Warning, "ProgressDeadlineExceeded"),
+        _ => return None,
+    };
+    Some((type_, reason, message))
+}
+
+#[cfg(test)]
+mod rollout_event_tests {
+    use super::*;
+    use crate::api::pod::Condition;
+
+    fn status(reason: Option<&str>) -> DeploymentStatus {
+        DeploymentStatus {
+            conditions: reason
+                .map(|r| Condition {
+                    type_: "Progressing".into(),
+                    status: "True".into(),
+                    reason: Some(r.into()),
+                    message: Some(format!("because {r}")),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_changed_progressing_reason_is_a_rollout_step() {
+        // (before, after, expected event reason)
+        let cases = [
+            (None, Some("NewReplicaSetCreated"), Some("RolloutStarted")),
+            (Some("NewReplicaSetCreated"), Some("ReplicaSetUpdated"), None),
+            (Some("ReplicaSetUpdated"), Some("ReplicaSetUpdated"), None),
+            (Some("ReplicaSetUpdated"), Some("NewReplicaSetAvailable"), Some("RolloutComplete")),
+            (Some("NewReplicaSetAvailable"), Some("NewReplicaSetAvailable"), None),
+            (Some("ReplicaSetUpdated"), Some("ProgressDeadlineExceeded"), Some("ProgressDeadlineExceeded")),
+            (Some("ReplicaSetUpdated"), Some("DeploymentPaused"), Some("DeploymentPaused")),
+            (Some("DeploymentPaused"), Some("DeploymentResumed"), Some("DeploymentResumed")),
+            (Some("ReplicaSetUpdated"), None, None),
+        ];
+        for (before, after, want) in cases {
+            let before = before.map(|r| status(Some(r)));
+            let got = rollout_event(before.as_ref(), &status(after));
+            assert_eq!(got.as_ref().map(|e| e.1), want, "{before:?} -> {after:?}");
+            if let Some((type_, reason, message)) = got {
+                let warning = reason == "ProgressDeadlineExceeded";
+                assert_eq!(type_ == EventType::Warning, warning);
+                assert_eq!(message, format!("because {}", after.unwrap()));
+            }
+        }
+    }
 }

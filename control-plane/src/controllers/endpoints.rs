@@ -9,6 +9,7 @@
 //! Kubernetes' `RepackSubsets` does. Everything is sorted, so an unchanged
 //! world yields an identical object and the shell writes only on change.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 
 use crate::api::pod::Protocol;
@@ -23,15 +24,15 @@ use crate::controllers::pods;
 /// The result carries a controller owner reference to the service, so
 /// that the garbage collector removes it with the service (Kubernetes'
 /// endpoints controller deletes it itself).
-pub fn endpoints_for(svc: &Service, pods: &[Pod], nodes: &[Node]) -> Option<Endpoints> {
+pub fn endpoints_for<P: Borrow<Pod>, N: Borrow<Node>>(svc: &Service, pods: &[P], nodes: &[N]) -> Option<Endpoints> {
     if svc.spec.selector.is_empty() {
         return None;
     }
     let namespace = svc.metadata.namespace_or_default();
     let ready_nodes: BTreeSet<&str> =
-        nodes.iter().filter(|n| n.is_ready()).map(|n| n.metadata.name.as_str()).collect();
+        nodes.iter().map(Borrow::borrow).filter(|n: &&Node| n.is_ready()).map(|n| n.metadata.name.as_str()).collect();
     let mut subsets: Vec<EndpointSubset> = Vec::new();
-    for pod in pods {
+    for pod in pods.iter().map(Borrow::borrow) {
         let selected = pod.metadata.namespace_or_default() == namespace
             && svc.spec.selector.iter().all(|(k, v)| pod.metadata.labels.get(k) == Some(v));
         if !selected || !pods::is_active(pod) {

@@ -15,9 +15,12 @@ use crate::api::{Kind, Object};
 /// sorted. `owners_alive` says whether an object with that uid exists.
 /// Objects without owner references, and objects already being deleted,
 /// are never listed.
-pub fn orphans(objects: &[Object], owners_alive: impl Fn(&str) -> bool) -> Vec<(Kind, String, String)> {
+pub fn orphans<'a>(
+    objects: impl IntoIterator<Item = &'a Object>,
+    owners_alive: impl Fn(&str) -> bool,
+) -> Vec<(Kind, String, String)> {
     let mut out: Vec<(Kind, String, String)> = objects
-        .iter()
+        .into_iter()
         .filter(|o| o.meta().deletion_timestamp.is_none())
         .filter(|o| {
             let owners = &o.meta().owner_references;

@@ -10,6 +10,7 @@
 //! node will never confirm their end. A node that reports `Ready=False`
 //! while still sending heartbeats is alive, and left to itself.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use crate::api::pod::{Condition, PodPhase};
@@ -56,7 +57,7 @@ impl NodePlan {
 /// Plans for `node` at `now`. `pods_on_node` are the pods bound to it
 /// (others are ignored). Pure and idempotent: what was written last time is
 /// not written again.
-pub fn plan(node: &Node, pods_on_node: &[Pod], now: Time, cfg: &NodeLifecycleConfig) -> NodePlan {
+pub fn plan<P: Borrow<Pod>>(node: &Node, pods_on_node: &[P], now: Time, cfg: &NodeLifecycleConfig) -> NodePlan {
     let name = &node.metadata.name;
     let ready = node.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     let heartbeat = ready.and_then(|c| c.last_heartbeat_time);
@@ -89,7 +90,7 @@ pub fn plan(node: &Node, pods_on_node: &[Pod], now: Time, cfg: &NodeLifecycleCon
     }
     let lost = silent > cfg.grace_seconds + cfg.eviction_seconds;
     let mut on_node: Vec<&Pod> =
-        pods_on_node.iter().filter(|p| p.spec.node_name.as_deref() == Some(name.as_str())).collect();
+        pods_on_node.iter().map(Borrow::borrow).filter(|p: &&Pod| p.spec.node_name.as_deref() == Some(name.as_str())).collect();
     on_node.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     for pod in on_node {
         if pods::is_terminating(pod) {

@@ -239,7 +239,7 @@ pub(crate) fn member(d: &Deployment, name: &str) -> Pod {
 
 /// `d` with its current template already recorded as a revision.
 pub(crate) fn recorded(mut d: Deployment) -> Deployment {
-    let plan = crate::controllers::deployment::plan(&d, &[], T0);
+    let plan = crate::controllers::deployment::plan::<Pod>(&d, &[], T0);
     d.metadata.annotations.extend(plan.annotations);
     d
 }

@@ -3,6 +3,7 @@
 //! revision (no gap, no repeat) and by the controllers' own writes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use raft_store::state_machine::StateMachine;
 use raft_store::{Event, EventKind, KeyValue, Revision, StoreError};
@@ -11,9 +12,11 @@ use crate::api::{Kind, Object};
 use crate::objects;
 
 /// Every object under `/registry/`, with the revision it was read at.
+/// Objects are shared (`Arc`): a pass hands them to the scheduler's
+/// snapshot without copying tens of thousands of pods.
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
-    objects: BTreeMap<Vec<u8>, (Object, Revision)>,
+    objects: BTreeMap<Vec<u8>, (Arc<Object>, Revision)>,
     /// The store revision the cache reflects.
     pub revision: Revision,
 }
@@ -34,25 +37,28 @@ impl Cache {
     fn insert_kv(&mut self, kv: KeyValue) {
         match objects::decode(&kv) {
             Ok(obj) => {
-                self.objects.insert(kv.key, (obj, kv.revision));
+                self.objects.insert(kv.key, (Arc::new(obj), kv.revision));
             }
             Err(e) => tracing::warn!(error = %e, "skipping an unreadable object"),
         }
     }
 
     /// Applies one watch event (idempotent: an event older than what the
-    /// cache holds for the key is ignored).
-    pub fn apply(&mut self, e: Event) {
+    /// cache holds for the key is ignored). Returns the kind of object it
+    /// changed, if any.
+    pub fn apply(&mut self, e: Event) -> Option<Kind> {
         self.revision = self.revision.max(e.revision);
         if self.objects.get(&e.key).is_some_and(|(_, r)| *r > e.revision) {
-            return;
+            return None;
         }
+        let kind = kind_of_key(&e.key);
         match e.kind {
             EventKind::Put => self.insert_kv(KeyValue { key: e.key, value: e.value, revision: e.revision }),
             EventKind::Delete => {
                 self.objects.remove(&e.key);
             }
         }
+        kind
     }
 
     /// Records a write this process made (before its watch event arrives).
@@ -60,21 +66,29 @@ impl Cache {
         let key = objects::key(obj.kind(), obj.namespace(), &obj.meta().name);
         let mut obj = obj;
         obj.meta_mut().resource_version = Some(revision.0.to_string());
-        self.objects.insert(key, (obj, revision));
+        self.objects.insert(key, (Arc::new(obj), revision));
     }
 
     pub fn remove(&mut self, kind: Kind, namespace: &str, name: &str) {
         self.objects.remove(&objects::key(kind, namespace, name));
     }
 
-    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&(Object, Revision)> {
-        self.objects.get(&objects::key(kind, namespace, name))
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<(&Object, Revision)> {
+        self.objects.get(&objects::key(kind, namespace, name)).map(|(o, r)| (&**o, *r))
     }
 
     /// Every object of `kind`, in key order.
-    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &(Object, Revision)> {
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&Object, Revision)> {
+        self.shared_of_kind(kind).map(|(o, r)| (&**o, r))
+    }
+
+    /// [`Cache::of_kind`], as shared handles.
+    pub fn shared_of_kind(&self, kind: Kind) -> impl Iterator<Item = (&Arc<Object>, Revision)> {
         let prefix = objects::prefix(kind, None);
-        self.objects.range(prefix.clone()..).take_while(move |(k, _)| k.starts_with(&prefix)).map(|(_, v)| v)
+        self.objects
+            .range(prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(|(_, (o, r))| (o, *r))
     }
 
     pub fn len(&self) -> usize {
@@ -84,6 +98,11 @@ impl Cache {
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }
+}
+
+/// The kind of object a registry key holds.
+fn kind_of_key(key: &[u8]) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|k| key.starts_with(&objects::prefix(*k, None)))
 }
 
 #[cfg(test)]
@@ -104,14 +123,14 @@ mod tests {
     #[test]
     fn watch_events_and_own_writes_keep_the_cache_current() {
         let mut cache = Cache::default();
-        cache.apply(event(EventKind::Put, &pod("a"), 5));
+        assert_eq!(cache.apply(event(EventKind::Put, &pod("a"), 5)), Some(Kind::Pod));
         cache.apply(event(EventKind::Put, &pod("b"), 6));
         assert_eq!(cache.of_kind(Kind::Pod).count(), 2);
         assert_eq!(cache.of_kind(Kind::Deployment).count(), 0);
         // Our own write at 9 is newer than a late event at 7 for the same key.
         cache.put(pod("a"), Revision(9));
-        cache.apply(event(EventKind::Delete, &pod("a"), 7));
-        assert_eq!(cache.get(Kind::Pod, "default", "a").map(|(_, r)| *r), Some(Revision(9)));
+        assert_eq!(cache.apply(event(EventKind::Delete, &pod("a"), 7)), None);
+        assert_eq!(cache.get(Kind::Pod, "default", "a").map(|(_, r)| r), Some(Revision(9)));
         cache.apply(event(EventKind::Delete, &pod("a"), 10));
         assert!(cache.get(Kind::Pod, "default", "a").is_none());
         assert_eq!(cache.revision, Revision(10));

@@ -58,20 +58,17 @@ async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerCo
     let mut watch = Box::pin(sm.watch(REGISTRY.to_vec(), Some(Revision(cache.revision.0 + 1))));
     let mut tick = tokio::time::interval(cfg.resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass runs every controller; later ones those whose inputs
+    // changed, and every controller at least once per `resync` (time-based
+    // rules: heartbeats, minReadySeconds, eviction).
+    let mut dirty = Dirty::all();
+    let mut last_full: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             item = watch.next() => {
                 let Some(events) = item else { return Err("the watch ended".into()) };
-                for e in events.map_err(|e| e.to_string())? {
-                    cache.apply(e);
-                }
-                // Take whatever else is already there before deciding.
-                while let Some(Some(more)) = futures::FutureExt::now_or_never(watch.next()) {
-                    for e in more.map_err(|e| e.to_string())? {
-                        cache.apply(e);
-                    }
-                }
+                dirty.apply_all(&mut cache, events.map_err(|e| e.to_string())?);
             }
             _ = tick.tick() => {}
         }
@@ -79,32 +76,67 @@ async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerCo
         // whole cache, so running one per event would starve everything else.
         tokio::time::sleep(SETTLE).await;
         while let Some(Some(more)) = futures::FutureExt::now_or_never(watch.next()) {
-            for e in more.map_err(|e| e.to_string())? {
-                cache.apply(e);
-            }
+            dirty.apply_all(&mut cache, more.map_err(|e| e.to_string())?);
         }
         if cancel.is_cancelled() {
             return Ok(());
         }
-        if reconcile(ctx, &mut cache, &cfg).await {
+        if last_full.is_none_or(|t| t.elapsed() >= cfg.resync) {
+            dirty = Dirty::all();
+            last_full = Some(std::time::Instant::now());
+        }
+        let pass = std::mem::take(&mut dirty);
+        if reconcile(ctx, &mut cache, &cfg, &pass).await {
             return Err("this master is no longer the leader".into());
         }
     }
 }
 
-/// One pass of every controller. Returns whether this master was deposed.
-async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig) -> bool {
+/// The kinds of object changed since the last pass.
+#[derive(Debug, Default, Clone)]
+struct Dirty(BTreeSet<Kind>);
+
+impl Dirty {
+    fn all() -> Dirty {
+        Dirty(Kind::ALL.into_iter().collect())
+    }
+
+    fn apply_all(&mut self, cache: &mut Cache, events: Vec<raft_store::Event>) {
+        for e in events {
+            self.0.extend(cache.apply(e));
+        }
+    }
+
+    fn any(&self, kinds: &[Kind]) -> bool {
+        kinds.iter().any(|k| self.0.contains(k))
+    }
+}
+
+/// One pass of the controllers whose inputs changed. Returns whether this
+/// master was deposed.
+async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig, dirty: &Dirty) -> bool {
+    use Kind::*;
     let now = ctx.clock.now();
     let started = std::time::Instant::now();
     let mut deposed = false;
-    deposed |= node_lifecycle_pass(ctx, cache, cfg, now).await;
+    if dirty.any(&[Node]) {
+        deposed |= node_lifecycle_pass(ctx, cache, cfg, now).await;
+    }
     let t1 = started.elapsed();
-    deposed |= deployments_pass(ctx, cache, now).await;
+    if dirty.any(&[Deployment, Pod]) {
+        deposed |= deployments_pass(ctx, cache, now).await;
+    }
     let t2 = started.elapsed();
-    deposed |= scheduler_pass(ctx, cache, now).await;
+    if dirty.any(&[Pod, Node]) {
+        deposed |= scheduler_pass(ctx, cache, now).await;
+    }
     let t3 = started.elapsed();
-    deposed |= endpoints_pass(ctx, cache, now).await;
-    deposed |= gc_pass(ctx, cache, now).await;
+    if dirty.any(&[Service, Endpoints, Pod, Node]) {
+        deposed |= endpoints_pass(ctx, cache, now).await;
+    }
+    if dirty.any(&[Deployment, Service]) {
+        deposed |= gc_pass(ctx, cache, now).await;
+    }
     tracing::debug!(
         objects = cache.len(),
         nodes_ms = t1.as_millis() as u64,
@@ -116,26 +148,6 @@ async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig) -
     deposed
 }
 
-fn pods(cache: &Cache) -> Vec<(Pod, Revision)> {
-    cache
-        .of_kind(Kind::Pod)
-        .filter_map(|(o, r)| match o {
-            Object::Pod(p) => Some((p.clone(), *r)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn nodes(cache: &Cache) -> Vec<(Node, Revision)> {
-    cache
-        .of_kind(Kind::Node)
-        .filter_map(|(o, r)| match o {
-            Object::Node(n) => Some((n.clone(), *r)),
-            _ => None,
-        })
-        .collect()
-}
-
 fn put(object: Object, expect: Expect) -> Write {
     Write::Put { object: Box::new(object), expect }
 }
@@ -145,7 +157,7 @@ fn put(object: Object, expect: Expect) -> Write {
 fn upsert(cache: &Cache, object: Object, now: Time) -> Option<Write> {
     let current = cache.get(object.kind(), object.namespace(), &object.meta().name);
     let mut uid = || uuid::Uuid::new_v4().to_string();
-    match objects::plan_apply(object, current.map(|(o, r)| (o, *r)), now, &mut uid) {
+    match objects::plan_apply(object, current, now, &mut uid) {
         Ok((_, _, objects::Action::Unchanged)) => None,
         Ok((next, expect, _)) => Some(put(next, expect)),
         Err(e) => {
@@ -161,32 +173,41 @@ fn is_live(p: &Pod) -> bool {
 }
 
 async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
-    let mut pending: Vec<Pod> = Vec::new();
-    let mut by_node: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-    for (o, _) in cache.of_kind(Kind::Pod) {
-        let Object::Pod(p) = o else { continue };
-        match (&p.spec.node_name, is_live(p)) {
-            (None, true) => pending.push(p.clone()),
-            (Some(n), true) => by_node.entry(n.clone()).or_default().push(p.clone()),
-            _ => {}
-        }
-    }
+    let mut pending: Vec<&Pod> = cache
+        .of_kind(Kind::Pod)
+        .filter_map(|(o, _)| match o {
+            Object::Pod(p) if p.spec.node_name.is_none() && is_live(p) => Some(p),
+            _ => None,
+        })
+        .collect();
     if pending.is_empty() {
         return false;
     }
+    // Oldest first, a bounded number per pass.
+    pending.sort_by_key(|p| p.metadata.creation_timestamp);
+    pending.truncate(SCHEDULE_PER_PASS);
+    let pending: Vec<Pod> = pending.into_iter().cloned().collect();
+    let mut by_node: BTreeMap<String, Vec<scheduler::SharedPod>> = BTreeMap::new();
+    for (o, _) in cache.shared_of_kind(Kind::Pod) {
+        let Some(p) = scheduler::SharedPod::new(o.clone()) else { continue };
+        if let (Some(n), true) = (&p.spec.node_name, is_live(&p)) {
+            by_node.entry(n.clone()).or_default().push(p);
+        }
+    }
     let mut snapshot = scheduler::Snapshot {
-        nodes: nodes(cache)
-            .into_iter()
-            .map(|(node, _)| {
-                let pods = by_node.remove(&node.metadata.name).unwrap_or_default();
-                scheduler::NodeInfo::new(node, pods)
+        nodes: cache
+            .of_kind(Kind::Node)
+            .filter_map(|(o, _)| match o {
+                Object::Node(node) => {
+                    let pods = by_node.remove(&node.metadata.name).unwrap_or_default();
+                    Some(scheduler::NodeInfo::new(node.clone(), pods))
+                }
+                _ => None,
             })
             .collect(),
     };
-    // Oldest first, a bounded number per pass, computed off the async
-    // workers: a long scheduling cycle must not delay Raft's heartbeats.
-    pending.sort_by_key(|p| p.metadata.creation_timestamp);
-    pending.truncate(SCHEDULE_PER_PASS);
+    // Computed off the async workers: a long scheduling cycle must not
+    // delay Raft's heartbeats.
     let started = std::time::Instant::now();
     let decisions =
         match tokio::task::spawn_blocking(move || scheduler::schedule(&pending, &mut snapshot)).await {
@@ -206,7 +227,7 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
                 let status = bound.status.get_or_insert_with(PodStatus::default);
                 status.phase.get_or_insert(PodPhase::Pending);
                 set_condition(&mut status.conditions, condition("PodScheduled", "True", None, None, now));
-                writes.push(put(Object::Pod(bound), Expect::Revision(*rev)));
+                writes.push(put(Object::Pod(bound), Expect::Revision(rev)));
             }
             scheduler::Decision::Unschedulable { namespace, name, message } => {
                 let Some((Object::Pod(pod), rev)) = cache.get(Kind::Pod, &namespace, &name) else { continue };
@@ -220,7 +241,7 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
                 status.phase = Some(PodPhase::Pending);
                 let c = condition("PodScheduled", "False", Some("Unschedulable"), Some(&message), now);
                 set_condition(&mut status.conditions, c);
-                writes.push(put(Object::Pod(waiting), Expect::Revision(*rev)));
+                writes.push(put(Object::Pod(waiting), Expect::Revision(rev)));
                 let what = events::Occurrence {
                     involved: events::reference(&Object::Pod(pod.clone())),
                     type_: events::EventType::Warning,
@@ -300,25 +321,22 @@ fn deployment_writes(cache: &Cache, now: Time) -> Vec<Write> {
             }
         }
     }
-    let deployments: Vec<(Deployment, Revision)> = cache
+    let deployments: Vec<(&Deployment, Revision)> = cache
         .of_kind(Kind::Deployment)
         .filter_map(|(o, r)| match o {
-            Object::Deployment(d) if d.metadata.deletion_timestamp.is_none() => Some((d.clone(), *r)),
+            Object::Deployment(d) if d.metadata.deletion_timestamp.is_none() => Some((d, r)),
             _ => None,
         })
         .collect();
     let mut writes = Vec::new();
     for (d, rev) in deployments {
         let uid = d.metadata.uid.clone().unwrap_or_default();
-        let owned: Vec<Pod> = by_owner
-            .get(uid.as_str())
-            .map(|ps| ps.iter().map(|p| (*p).clone()).collect())
-            .unwrap_or_default();
-        let plan = deployment::plan(&d, &owned, now);
+        let owned: &[&Pod] = by_owner.get(uid.as_str()).map_or(&[], |ps| ps.as_slice());
+        let plan = deployment::plan(d, owned, now);
         for create in &plan.create {
             for _ in 0..create.count {
                 let name = format!("{}-{}-{}", d.metadata.name, create.hash, suffix());
-                let pod = deployment::pod_for(&d, &create.hash, &name);
+                let pod = deployment::pod_for(d, &create.hash, &name);
                 if let Some(w) = upsert(cache, Object::Pod(pod), now) {
                     writes.push(w);
                 }
@@ -327,7 +345,7 @@ fn deployment_writes(cache: &Cache, now: Time) -> Vec<Write> {
         let created: usize = plan.create.iter().map(|c| c.count).sum();
         for (count, verb) in [(created, "up"), (plan.delete.len(), "down")] {
             if count > 0 {
-                let revision = next_revision(&d, &plan.annotations);
+                let revision = next_revision(d, &plan.annotations);
                 let what = events::Occurrence {
                     involved: events::reference(&Object::Deployment(d.clone())),
                     type_: events::EventType::Normal,
@@ -348,14 +366,24 @@ fn deployment_writes(cache: &Cache, now: Time) -> Vec<Write> {
                     kind: Kind::Pod,
                     namespace: ns.clone(),
                     name: name.clone(),
-                    rev: *prev,
+                    rev: prev,
                 });
             }
+        }
+        if let Some((type_, reason, message)) = deployment::rollout_event(d.status.as_ref(), &plan.status) {
+            let what = events::Occurrence {
+                involved: events::reference(&Object::Deployment(d.clone())),
+                type_,
+                reason,
+                message,
+                component: "deployment-controller",
+            };
+            writes.extend(record_event(cache, what, now));
         }
         let mut next = d.clone();
         next.status = Some(plan.status.clone());
         next.metadata.annotations.extend(plan.annotations.clone());
-        if next != d {
+        if next != *d {
             writes.push(put(Object::Deployment(next), Expect::Revision(rev)));
         }
     }
@@ -389,8 +417,12 @@ async fn endpoints_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
         return false;
     }
     let writes: Vec<Write> = cpu(|| {
-        let all_pods: Vec<Pod> = pods(cache).into_iter().map(|(p, _)| p).collect();
-        let all_nodes: Vec<Node> = nodes(cache).into_iter().map(|(n, _)| n).collect();
+        let all_pods: Vec<&Pod> =
+            cache.of_kind(Kind::Pod).filter_map(|(o, _)| if let Object::Pod(p) = o { Some(p) } else { None }).collect();
+        let all_nodes: Vec<&Node> = cache
+            .of_kind(Kind::Node)
+            .filter_map(|(o, _)| if let Object::Node(n) = o { Some(n) } else { None })
+            .collect();
         services
             .iter()
             .filter_map(|s| endpoints::endpoints_for(s, &all_pods, &all_nodes))
@@ -414,12 +446,10 @@ async fn node_lifecycle_pass(ctx: &MasterCtx, cache: &mut Cache, cfg: &Controlle
         }
     }
     let mut writes = Vec::new();
-    for (node, rev) in nodes(cache) {
-        let on_node: Vec<Pod> = by_node
-            .get(node.metadata.name.as_str())
-            .map(|ps| ps.iter().map(|p| (*p).clone()).collect())
-            .unwrap_or_default();
-        let plan = node_lifecycle::plan(&node, &on_node, now, &lifecycle);
+    for (o, rev) in cache.of_kind(Kind::Node) {
+        let Object::Node(node) = o else { continue };
+        let on_node: &[&Pod] = by_node.get(node.metadata.name.as_str()).map_or(&[], |ps| ps.as_slice());
+        let plan = node_lifecycle::plan(node, on_node, now, &lifecycle);
         if let Some(updated) = plan.mark_not_ready {
             let message = updated
                 .status
@@ -440,7 +470,7 @@ async fn node_lifecycle_pass(ctx: &MasterCtx, cache: &mut Cache, cfg: &Controlle
         for pod in plan.not_ready.into_iter().chain(plan.fail) {
             let ns = pod.metadata.namespace_or_default().to_string();
             if let Some((_, prev)) = cache.get(Kind::Pod, &ns, &pod.metadata.name) {
-                writes.push(put(Object::Pod(pod), Expect::Revision(*prev)));
+                writes.push(put(Object::Pod(pod), Expect::Revision(prev)));
             }
         }
         for name in plan.remove {
@@ -449,7 +479,7 @@ async fn node_lifecycle_pass(ctx: &MasterCtx, cache: &mut Cache, cfg: &Controlle
                 let ns = p.metadata.namespace_or_default().to_string();
                 if let Some((_, prev)) = cache.get(Kind::Pod, &ns, &name) {
                     // The node will never confirm: remove outright.
-                    writes.push(Write::Remove { kind: Kind::Pod, namespace: ns, name, rev: *prev });
+                    writes.push(Write::Remove { kind: Kind::Pod, namespace: ns, name, rev: prev });
                 }
             }
         }
@@ -458,15 +488,13 @@ async fn node_lifecycle_pass(ctx: &MasterCtx, cache: &mut Cache, cfg: &Controlle
 }
 
 async fn gc_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
-    let all: Vec<Object> = [Kind::Pod, Kind::Endpoints]
-        .into_iter()
-        .flat_map(|k| cache.of_kind(k).map(|(o, _)| o.clone()).collect::<Vec<_>>())
-        .collect();
+    let all: Vec<&Object> =
+        [Kind::Pod, Kind::Endpoints].into_iter().flat_map(|k| cache.of_kind(k).map(|(o, _)| o)).collect();
     let owners: BTreeSet<String> = [Kind::Deployment, Kind::Service]
         .into_iter()
         .flat_map(|k| cache.of_kind(k).filter_map(|(o, _)| o.meta().uid.clone()).collect::<Vec<_>>())
         .collect();
-    let writes: Vec<Write> = gc::orphans(&all, |uid| owners.contains(uid))
+    let writes: Vec<Write> = gc::orphans(all, |uid| owners.contains(uid))
         .into_iter()
         .filter_map(|(kind, ns, name)| {
             let rev = cache.get(kind, &ns, &name)?.1;

@@ -46,9 +46,9 @@ pub async fn commit(ctx: &MasterCtx, cache: &mut Cache, writes: Vec<Write>, now:
                 planned.push((op, Some(object), None));
             }
             Write::Delete { kind, namespace, name, rev } | Write::Remove { kind, namespace, name, rev } => {
-                let Some((current, _)) = cache.get(kind, &namespace, &name).cloned() else { continue };
+                let Some((current, _)) = cache.get(kind, &namespace, &name) else { continue };
                 let key = objects::key(kind, &namespace, &name);
-                match objects::plan_delete(&current, now, force) {
+                match objects::plan_delete(current, now, force) {
                     DeletePlan::Remove => planned.push((
                         Op::Delete { key, expect: Expect::Revision(rev) },
                         None,

@@ -22,32 +22,65 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use crate::api::pod::PodPhase;
-use crate::api::{Node, Pod};
+use crate::api::{Node, Object, Pod};
 
 pub use cycle::find_node;
 pub use filters::Reason;
 pub use fit_error::FitError;
 pub use resources::{Allocatable, Requests};
 
+/// A pod shared with the leader's cache rather than copied: a snapshot of
+/// tens of thousands of bound pods is built every pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedPod(Arc<Object>);
+
+impl SharedPod {
+    /// `None` unless `object` is a pod.
+    pub fn new(object: Arc<Object>) -> Option<SharedPod> {
+        matches!(*object, Object::Pod(_)).then_some(SharedPod(object))
+    }
+}
+
+impl From<Pod> for SharedPod {
+    fn from(pod: Pod) -> Self {
+        SharedPod(Arc::new(Object::Pod(pod)))
+    }
+}
+
+impl Deref for SharedPod {
+    type Target = Pod;
+
+    fn deref(&self) -> &Pod {
+        match &*self.0 {
+            Object::Pod(p) => p,
+            // `new` and `from` admit pods only.
+            _ => unreachable!("a SharedPod always holds a pod"),
+        }
+    }
+}
+
 /// A node and the pods that occupy it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeInfo {
     pub node: Node,
     /// Pods bound to the node and not terminated (phase neither Succeeded nor Failed).
-    pub pods: Vec<Pod>,
+    pub pods: Vec<SharedPod>,
     /// The sums of `pods`' requests (for fit, and for scoring), computed once
     /// per snapshot instead of once per candidate pod; cleared by [`NodeInfo::add`].
     requested: std::sync::OnceLock<(Requests, Requests)>,
 }
 
 impl NodeInfo {
-    pub fn new(node: Node, pods: Vec<Pod>) -> Self {
+    pub fn new(node: Node, pods: Vec<SharedPod>) -> Self {
         NodeInfo { node, pods, requested: std::sync::OnceLock::new() }
     }
 
     /// Binds `pod` here in the snapshot.
-    pub fn add(&mut self, pod: Pod) {
+    pub fn add(&mut self, pod: SharedPod) {
         self.pods.push(pod);
         self.requested = std::sync::OnceLock::new();
     }
@@ -80,7 +113,7 @@ impl Snapshot {
                 let pods = pods
                     .iter()
                     .filter(|p| p.spec.node_name.as_deref() == Some(name) && !is_terminated(p))
-                    .cloned()
+                    .map(|p| SharedPod::from(p.clone()))
                     .collect();
                 NodeInfo::new(node, pods)
             })
@@ -91,7 +124,7 @@ impl Snapshot {
 
     /// Every pod bound to a node of the snapshot.
     pub fn pods(&self) -> impl Iterator<Item = &Pod> {
-        self.nodes.iter().flat_map(|n| n.pods.iter())
+        self.nodes.iter().flat_map(|n| n.pods.iter().map(|p| &**p))
     }
 
     /// Records `pod` as bound to `node`, so that later cycles count it.
@@ -100,7 +133,7 @@ impl Snapshot {
         if let Some(info) = self.nodes.iter_mut().find(|n| n.name() == node) {
             let mut bound = pod.clone();
             bound.spec.node_name = Some(node.to_string());
-            info.add(bound);
+            info.add(bound.into());
         }
     }
 }

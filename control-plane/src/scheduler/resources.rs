@@ -66,11 +66,11 @@ impl Requests {
     }
 
     pub(crate) fn sum_on_node(node: &NodeInfo) -> Requests {
-        node.pods.iter().map(Requests::of_pod).fold(Requests::default(), Add::add)
+        node.pods.iter().map(|p| Requests::of_pod(p)).fold(Requests::default(), Add::add)
     }
 
     pub(crate) fn sum_on_node_for_scoring(node: &NodeInfo) -> Requests {
-        node.pods.iter().map(Requests::of_pod_for_scoring).fold(Requests::default(), Add::add)
+        node.pods.iter().map(|p| Requests::of_pod_for_scoring(p)).fold(Requests::default(), Add::add)
     }
 
     fn sum(pod: &Pod, per_container: impl Fn(&Container) -> Requests) -> Requests {

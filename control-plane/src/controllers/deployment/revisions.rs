@@ -213,6 +213,6 @@ mod tests {
         let err = rollback(&paused, None).expect_err("paused");
         assert!(err.starts_with("you cannot rollback a paused deployment; resume it first"), "{err}");
         // The planner itself leaves history alone while paused.
-        assert_eq!(plan(&paused, &[], T0).annotations, paused.metadata.annotations);
+        assert_eq!(plan::<crate::api::Pod>(&paused, &[], T0).annotations, paused.metadata.annotations);
     }
 }

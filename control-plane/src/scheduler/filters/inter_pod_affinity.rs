@@ -29,7 +29,7 @@ fn satisfies_affinity(pod: &Pod, node: &NodeInfo, snapshot: &Snapshot) -> bool {
         return true;
     }
     let matches_all = |other: &Pod| terms.iter().all(|term| selects(term, pod, other));
-    node.pods.iter().any(matches_all) || (matches_all(pod) && !snapshot.pods().any(matches_all))
+    node.pods.iter().any(|p| matches_all(p)) || (matches_all(pod) && !snapshot.pods().any(matches_all))
 }
 
 /// No pod on the node may be selected by any of the pod's required anti-affinity terms.

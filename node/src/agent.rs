@@ -1,0 +1,605 @@
+//! The node agent (`corral node`): registers its Node, renews its heartbeat,
+//! runs the pods bound to it on a [`Runtime`] and reports their status.
+//!
+//! Level-triggered like the controllers: every pass lists what the runtime
+//! holds for this node, asks [`pod_sync::plan`] what each pod needs, runs
+//! those actions and writes the statuses that changed. A pass runs when a
+//! pod changes, when a container changes (the runtime's event stream), when
+//! a back-off expires, and at least every `resync`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use control_plane::api::meta::{ObjectMeta, Time};
+use control_plane::api::node::{NodeAddress, NodeSpec, NodeStatus};
+use control_plane::api::pod::Condition;
+use control_plane::api::quantity::Quantity;
+use control_plane::api::{Node, Object, Pod, Service};
+use control_plane::clock::{Clock, SystemClock};
+use control_plane::{ClientError, CorralClient};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::pod_sync::{self, Action, ProbeVerdicts, SyncConfig};
+use crate::reflector::{self, Reflected};
+use crate::runtime::{
+    ContainerConfig, ContainerInfo, Mount, MountSource, PodRef, PortMapping, PortProtocol, Runtime, SandboxConfig,
+};
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    /// The node's address: ports are published there and the proxy listens there.
+    pub address: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    /// Capacity; detected from the host when `None`.
+    pub cpu: Option<Quantity>,
+    pub memory: Option<Quantity>,
+    pub max_pods: u32,
+    pub heartbeat: Duration,
+    pub resync: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Grace for containers of pods that no longer exist at all.
+    pub orphan_grace: Duration,
+    /// Labels added to every container (tests mark what they create).
+    pub extra_labels: BTreeMap<String, String>,
+}
+
+impl AgentConfig {
+    pub fn new(name: impl Into<String>, address: IpAddr) -> Self {
+        AgentConfig {
+            name: name.into(),
+            address,
+            labels: BTreeMap::new(),
+            cpu: None,
+            memory: None,
+            max_pods: 110,
+            heartbeat: Duration::from_secs(2),
+            resync: Duration::from_secs(2),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            orphan_grace: Duration::from_secs(2),
+            extra_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// What stops an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("node {node:?} could not register: {source}")]
+    Register { node: String, source: ClientError },
+}
+
+/// Runs the agent until `cancel`.
+pub async fn run(
+    client: CorralClient,
+    runtime: Arc<dyn Runtime>,
+    cfg: AgentConfig,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    register(&client, &cfg, &cancel).await?;
+    tracing::info!(node = %cfg.name, address = %cfg.address, "node registered");
+    let beats = tokio::spawn(heartbeats(client.clone(), cfg.clone(), cancel.clone()));
+    let pods = reflector::reflect(client.clone(), "pods", cancel.clone());
+    let services = reflector::reflect(client.clone(), "services", cancel.clone());
+    let agent = Agent {
+        client,
+        runtime,
+        sync: SyncConfig {
+            node: cfg.name.clone(),
+            node_ip: cfg.address,
+            backoff_base: cfg.backoff_base,
+            backoff_max: cfg.backoff_max,
+        },
+        cfg,
+        terminating: Arc::new(Mutex::new(BTreeSet::new())),
+        images: Mutex::new(BTreeMap::new()),
+    };
+    agent.sync_loop(pods, services, &cancel).await;
+    let _ = beats.await;
+    Ok(())
+}
+
+struct Agent {
+    client: CorralClient,
+    runtime: Arc<dyn Runtime>,
+    cfg: AgentConfig,
+    sync: SyncConfig,
+    /// Pods whose containers are being stopped and removed (by uid).
+    terminating: Arc<Mutex<BTreeSet<String>>>,
+    /// Whether an image is present, and when that was last asked.
+    images: Mutex<BTreeMap<String, (bool, Instant)>>,
+}
+
+impl Agent {
+    async fn sync_loop(
+        &self,
+        mut pods: tokio::sync::watch::Receiver<Reflected>,
+        services: tokio::sync::watch::Receiver<Reflected>,
+        cancel: &CancellationToken,
+    ) {
+        let mut changes = self.runtime.changes(&self.cfg.name);
+        let mut wake_at: Option<SystemTime> = None;
+        let mut again = false;
+        loop {
+            let sleep = match (again, wake_at) {
+                (true, _) => Duration::from_millis(50),
+                (false, Some(t)) => t.duration_since(SystemTime::now()).unwrap_or_default().min(self.cfg.resync),
+                (false, None) => self.cfg.resync,
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = pods.changed() => if r.is_err() { return },
+                _ = changes.next() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            // Let a burst of changes arrive before a pass.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let view = pods.borrow_and_update().clone();
+            if !view.synced {
+                continue;
+            }
+            let services = services.borrow().objects.clone();
+            let outcome = self.pass(&view, &services).await;
+            wake_at = outcome.wake_at;
+            again = outcome.again;
+        }
+    }
+
+    /// One pass over every pod of this node.
+    async fn pass(&self, view: &Reflected, services: &reflector::Objects) -> Outcome {
+        let mine: Vec<&Pod> = view
+            .objects
+            .values()
+            .filter_map(|o| match o {
+                Object::Pod(p) if p.spec.node_name.as_deref() == Some(self.cfg.name.as_str()) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let containers = match self.runtime.list(&self.cfg.name).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(node = %self.cfg.name, error = %e, "cannot list containers; retrying");
+                return Outcome { wake_at: None, again: false };
+            }
+        };
+        let mut by_pod: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
+        for c in containers {
+            by_pod.entry(c.pod.uid.clone()).or_default().push(c);
+        }
+        let wanted: BTreeSet<String> = mine.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for (uid, containers) in &by_pod {
+            if !wanted.contains(uid) {
+                self.spawn_removal(uid.clone(), containers.clone(), self.cfg.orphan_grace, None);
+            }
+        }
+        let missing = self.missing_images(&mine, &by_pod).await;
+        let empty = Vec::new();
+        let results = futures::future::join_all(mine.iter().map(|pod| {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let containers = by_pod.get(&uid).unwrap_or(&empty);
+            self.sync_pod(pod, containers, &missing, services)
+        }))
+        .await;
+        let mut outcome = Outcome { wake_at: None, again: false };
+        for r in results {
+            outcome.again |= r.again;
+            outcome.wake_at = match (outcome.wake_at, r.wake_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        outcome
+    }
+
+    async fn sync_pod(
+        &self,
+        pod: &Pod,
+        containers: &[ContainerInfo],
+        missing: &BTreeSet<String>,
+        services: &reflector::Objects,
+    ) -> Outcome {
+        let plan = pod_sync::plan(pod, containers, missing, &ProbeVerdicts::default(), SystemTime::now(), &self.sync);
+        let mut again = false;
+        let sandbox_id = containers.iter().find(|c| c.is_sandbox() && c.is_running()).map(|c| c.id.clone());
+        for action in &plan.actions {
+            match action {
+                Action::Terminate { grace } => {
+                    self.spawn_removal(
+                        pod.metadata.uid.clone().unwrap_or_default(),
+                        containers.to_vec(),
+                        *grace,
+                        Some(pod.clone()),
+                    );
+                }
+                Action::CreateSandbox => {
+                    match self.runtime.create_sandbox(&sandbox_config(pod, &self.cfg)).await {
+                        Ok(_) => again = true,
+                        Err(e) => tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot create the pod sandbox"),
+                    }
+                }
+                Action::StartContainer { name, attempt } => {
+                    let Some(sandbox) = &sandbox_id else { continue };
+                    let Some(config) = container_config(pod, name, *attempt, &self.cfg, services) else { continue };
+                    if let Err(e) = self.runtime.start_container(sandbox, &config).await {
+                        tracing::warn!(pod = %pod.metadata.name, container = %name, error = %e, "cannot start a container");
+                        if let crate::runtime::RuntimeError::ImageNotPresent { image, .. } = &e {
+                            self.images.lock().expect("image cache").insert(image.clone(), (false, Instant::now()));
+                        }
+                    }
+                    again = true;
+                }
+                Action::StopContainer { id, grace, reason } => {
+                    tracing::info!(pod = %pod.metadata.name, container = %id, %reason, "stopping a container");
+                    if let Err(e) = self.runtime.stop_container(id, *grace).await {
+                        tracing::warn!(container = %id, error = %e, "cannot stop a container");
+                    }
+                    again = true;
+                }
+                Action::RemoveContainer { id } => {
+                    if let Err(e) = self.runtime.remove_container(id).await {
+                        tracing::warn!(container = %id, error = %e, "cannot remove a container");
+                    }
+                }
+            }
+        }
+        if let Some(status) = plan.status {
+            if pod.status.as_ref() != Some(&status) {
+                let mut next = pod.clone();
+                next.status = Some(status);
+                match self.client.update_status(&Object::Pod(next)).await {
+                    Ok(_) => {}
+                    // Someone wrote the pod since we read it: the watch brings the news.
+                    Err(ClientError::Conflict(_) | ClientError::NotFound(_)) => {}
+                    Err(e) => tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot report pod status"),
+                }
+            }
+        }
+        Outcome { wake_at: plan.wake_at, again }
+    }
+
+    /// Images the pods would start from that are not on this node (asked
+    /// again at most every two seconds, since a user may build one).
+    async fn missing_images(&self, pods: &[&Pod], by_pod: &BTreeMap<String, Vec<ContainerInfo>>) -> BTreeSet<String> {
+        let mut wanted = BTreeSet::new();
+        for pod in pods {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let have: BTreeSet<&str> =
+                by_pod.get(&uid).into_iter().flatten().filter_map(|c| c.container.as_deref()).collect();
+            for c in &pod.spec.containers {
+                if !have.contains(c.name.as_str()) {
+                    wanted.insert(c.image.clone());
+                }
+            }
+        }
+        let mut missing = BTreeSet::new();
+        for image in wanted {
+            let cached = self.images.lock().expect("image cache").get(&image).copied();
+            let present = match cached {
+                Some((present, at)) if present || at.elapsed() < Duration::from_secs(2) => present,
+                _ => match self.runtime.image_present(&image).await {
+                    Ok(present) => {
+                        self.images.lock().expect("image cache").insert(image.clone(), (present, Instant::now()));
+                        present
+                    }
+                    Err(e) => {
+                        tracing::warn!(%image, error = %e, "cannot inspect an image");
+                        continue;
+                    }
+                },
+            };
+            if !present {
+                missing.insert(image);
+            }
+        }
+        missing
+    }
+
+    /// Stops and removes a pod's containers and volumes in the background;
+    /// with `confirm`, then removes the pod object (its deletion is complete).
+    fn spawn_removal(&self, uid: String, containers: Vec<ContainerInfo>, grace: Duration, confirm: Option<Pod>) {
+        if !self.terminating.lock().expect("terminating").insert(uid.clone()) {
+            return;
+        }
+        let (runtime, client, terminating) = (self.runtime.clone(), self.client.clone(), self.terminating.clone());
+        tokio::spawn(async move {
+            let name = confirm.as_ref().map_or_else(|| uid.clone(), |p| p.metadata.name.clone());
+            tracing::info!(pod = %name, grace_s = grace.as_secs(), "stopping pod");
+            let (sandboxes, apps): (Vec<_>, Vec<_>) = containers.iter().partition(|c| c.is_sandbox());
+            let stop = |c: &ContainerInfo, grace| {
+                let runtime = runtime.clone();
+                let id = c.id.clone();
+                async move { runtime.stop_container(&id, grace).await }
+            };
+            let mut result = Ok(());
+            for r in futures::future::join_all(apps.iter().map(|c| stop(c, grace))).await {
+                result = result.and(r);
+            }
+            for r in futures::future::join_all(sandboxes.iter().map(|c| stop(c, Duration::ZERO))).await {
+                result = result.and(r);
+            }
+            for c in &containers {
+                result = result.and(runtime.remove_container(&c.id).await);
+            }
+            result = result.and(runtime.remove_pod_volumes(&uid).await);
+            match (result, confirm) {
+                (Err(e), _) => tracing::warn!(pod = %name, error = %e, "cannot remove a pod's containers; will retry"),
+                (Ok(()), Some(pod)) => {
+                    let ns = pod.metadata.namespace_or_default().to_string();
+                    match client.delete_object_with("pods", &ns, &pod.metadata.name, None, true).await {
+                        Ok(_) | Err(ClientError::NotFound(_)) => tracing::info!(pod = %name, "pod stopped and removed"),
+                        Err(e) => tracing::warn!(pod = %name, error = %e, "cannot confirm a pod's deletion; will retry"),
+                    }
+                }
+                (Ok(()), None) => tracing::info!(pod = %name, "removed the containers of a pod that no longer exists"),
+            }
+            terminating.lock().expect("terminating").remove(&uid);
+        });
+    }
+}
+
+struct Outcome {
+    wake_at: Option<SystemTime>,
+    again: bool,
+}
+
+fn pod_ref(pod: &Pod) -> PodRef {
+    PodRef {
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        namespace: pod.metadata.namespace_or_default().to_string(),
+        name: pod.metadata.name.clone(),
+    }
+}
+
+/// The sandbox of `pod`: its hostname, its ports published on the node's
+/// address (a `hostPort` where given, an ephemeral port otherwise), its
+/// emptyDir volumes.
+pub fn sandbox_config(pod: &Pod, cfg: &AgentConfig) -> SandboxConfig {
+    let ports = pod
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter_map(|p| {
+            Some(PortMapping {
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: match p.protocol {
+                    Some(control_plane::api::pod::Protocol::Udp) => PortProtocol::Udp,
+                    _ => PortProtocol::Tcp,
+                },
+                host_ip: cfg.address,
+                host_port: p.host_port.and_then(|h| u16::try_from(h).ok()).unwrap_or(0),
+            })
+        })
+        .collect();
+    let namespace = pod.metadata.namespace_or_default();
+    SandboxConfig {
+        pod: pod_ref(pod),
+        node: cfg.name.clone(),
+        hostname: pod.metadata.name.chars().take(63).collect(),
+        ports,
+        dns_servers: Vec::new(),
+        dns_search: vec![
+            format!("{namespace}.svc.cluster.local"),
+            "svc.cluster.local".into(),
+            "cluster.local".into(),
+        ],
+        empty_dirs: pod.spec.volumes.iter().filter(|v| v.empty_dir.is_some()).map(|v| v.name.clone()).collect(),
+        extra_labels: cfg.extra_labels.clone(),
+    }
+}
+
+/// The container `name` of `pod`, start number `attempt`.
+pub fn container_config(
+    pod: &Pod,
+    name: &str,
+    attempt: u32,
+    cfg: &AgentConfig,
+    services: &reflector::Objects,
+) -> Option<ContainerConfig> {
+    let spec = pod.spec.containers.iter().find(|c| c.name == name)?;
+    let namespace = pod.metadata.namespace_or_default();
+    let mut env = service_env(services, namespace);
+    for e in &spec.env {
+        env.push((e.name.clone(), e.value.clone().unwrap_or_default()));
+    }
+    let mounts = spec
+        .volume_mounts
+        .iter()
+        .filter_map(|m| {
+            let volume = pod.spec.volumes.iter().find(|v| v.name == m.name)?;
+            let source = match (&volume.empty_dir, &volume.host_path) {
+                (Some(_), _) => MountSource::EmptyDir(volume.name.clone()),
+                (None, Some(h)) => MountSource::HostPath(PathBuf::from(&h.path)),
+                (None, None) => return None,
+            };
+            Some(Mount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) })
+        })
+        .collect();
+    let limit = |k: &str| spec.resources.limits.get(k);
+    Some(ContainerConfig {
+        pod: pod_ref(pod),
+        node: cfg.name.clone(),
+        name: name.to_string(),
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        env,
+        mounts,
+        cpu_limit_millis: limit("cpu").map(|q| q.millis()),
+        memory_limit_bytes: limit("memory").map(|q| q.value()),
+        attempt,
+        spec_hash: String::new(),
+        extra_labels: cfg.extra_labels.clone(),
+    })
+}
+
+/// Kubernetes' service variables for the services of `namespace` that have
+/// a cluster IP: `NAME_SERVICE_HOST`, `NAME_SERVICE_PORT` and
+/// `NAME_SERVICE_PORT_<PORT NAME>`.
+pub fn service_env(services: &reflector::Objects, namespace: &str) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for obj in services.values() {
+        let Object::Service(svc) = obj else { continue };
+        if svc.metadata.namespace_or_default() != namespace {
+            continue;
+        }
+        env.extend(env_of(svc));
+    }
+    env
+}
+
+fn env_of(svc: &Service) -> Vec<(String, String)> {
+    let Some(ip) = svc.spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else {
+        return Vec::new();
+    };
+    let Some(first) = svc.spec.ports.first() else { return Vec::new() };
+    let prefix = svc.metadata.name.to_uppercase().replace('-', "_");
+    let mut env = vec![
+        (format!("{prefix}_SERVICE_HOST"), ip.to_string()),
+        (format!("{prefix}_SERVICE_PORT"), first.port.to_string()),
+    ];
+    for p in &svc.spec.ports {
+        if let Some(name) = &p.name {
+            env.push((format!("{prefix}_SERVICE_PORT_{}", name.to_uppercase().replace('-', "_")), p.port.to_string()));
+        }
+    }
+    env
+}
+
+fn node_object(cfg: &AgentConfig, existing: Option<&Node>, now: Time) -> Node {
+    let (cpu, memory) = capacity(cfg);
+    let quantities = [("cpu", cpu), ("memory", memory), ("pods", cfg.max_pods.to_string())]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect::<BTreeMap<String, Quantity>>();
+    let ready = Condition {
+        type_: "Ready".into(),
+        status: "True".into(),
+        reason: Some("KubeletReady".into()),
+        message: Some("corral node agent is posting ready status".into()),
+        last_heartbeat_time: Some(now),
+        last_transition_time: existing
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+            .and_then(|c| c.last_transition_time)
+            .or(Some(now)),
+        ..Default::default()
+    };
+    let mut metadata = existing.map(|n| n.metadata.clone()).unwrap_or_else(|| ObjectMeta {
+        name: cfg.name.clone(),
+        labels: cfg.labels.clone(),
+        ..Default::default()
+    });
+    metadata.labels.extend(cfg.labels.clone());
+    metadata.labels.insert("kubernetes.io/hostname".into(), cfg.name.clone());
+    Node {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        metadata,
+        spec: existing.map(|n| n.spec.clone()).unwrap_or_else(NodeSpec::default),
+        status: Some(NodeStatus {
+            capacity: quantities.clone(),
+            allocatable: quantities,
+            conditions: vec![ready],
+            addresses: vec![
+                NodeAddress { type_: "InternalIP".into(), address: cfg.address.to_string() },
+                NodeAddress { type_: "Hostname".into(), address: cfg.name.clone() },
+            ],
+        }),
+    }
+}
+
+/// The node's capacity: as configured, or this host's CPUs and memory.
+fn capacity(cfg: &AgentConfig) -> (String, String) {
+    let cpu = cfg.cpu.as_ref().map(|q| q.as_str().to_string()).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).to_string()
+    });
+    let memory = cfg.memory.as_ref().map(|q| q.as_str().to_string()).unwrap_or_else(host_memory);
+    (cpu, memory)
+}
+
+fn host_memory() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{kib}Ki"))
+        })
+        .unwrap_or_else(|| "1Gi".into())
+}
+
+/// Creates the Node (keeping what an operator set, such as a cordon) and
+/// reports it Ready. Retries until the cluster answers or `cancel`.
+async fn register(client: &CorralClient, cfg: &AgentConfig, cancel: &CancellationToken) -> Result<(), AgentError> {
+    let mut delay = Duration::from_millis(200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match try_register(client, cfg).await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(AgentError::Register { node: cfg.name.clone(), source: e });
+            }
+            Err(e) => tracing::info!(node = %cfg.name, error = %e, "registration failed; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<(), ClientError> {
+    let existing = match client.get_object("nodes", "", &cfg.name).await {
+        Ok(Object::Node(n)) => Some(n),
+        Ok(_) | Err(ClientError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let node = node_object(cfg, existing.as_ref(), SystemClock.now());
+    if existing.is_none() {
+        let mut fresh = node.clone();
+        fresh.metadata.resource_version = None;
+        client.apply(&Object::Node(fresh)).await?;
+    }
+    let mut status = node;
+    status.metadata.resource_version = None;
+    client.update_status(&Object::Node(status)).await?;
+    Ok(())
+}
+
+async fn heartbeats(client: CorralClient, cfg: AgentConfig, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(cfg.heartbeat) => {}
+        }
+        let existing = match client.get_object("nodes", "", &cfg.name).await {
+            Ok(Object::Node(n)) => Some(n),
+            Ok(_) | Err(ClientError::NotFound(_)) => None,
+            Err(e) => {
+                tracing::warn!(node = %cfg.name, error = %e, "heartbeat failed");
+                continue;
+            }
+        };
+        let result = match existing {
+            // Deleted by an operator: register again.
+            None => try_register(&client, &cfg).await,
+            Some(n) => {
+                let mut status = node_object(&cfg, Some(&n), SystemClock.now());
+                status.metadata.resource_version = None;
+                client.update_status(&Object::Node(status)).await.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(node = %cfg.name, error = %e, "heartbeat failed");
+        }
+    }
+}
