@@ -62,8 +62,9 @@ impl Master {
         }
         // The scheduler and controllers run while (and only while) this master leads.
         let (ctx, stop, cfg) = (master.ctx.clone(), master.stop.clone(), config.controllers);
+        let slot = manager::CacheSlot::default();
         tokio::spawn(supervise(master.ctx.node.clone(), election_ms, stop, move |term, cancel| {
-            manager::run(ctx.clone(), term, cancel, cfg)
+            manager::run(ctx.clone(), term, cancel, cfg, slot.clone())
         }));
         Ok(master)
     }

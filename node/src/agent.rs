@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::pod_sync::{self, Action, ProbeVerdicts, SyncConfig};
 use crate::reflector::{self, Reflected};
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, Mount, MountSource, PodRef, PortMapping, PortProtocol, Runtime, SandboxConfig,
+    ContainerConfig, ContainerInfo, Mount, MountSource, PodRef, PortMapping, PortProtocol, Runtime,
+    SandboxConfig,
 };
 
 /// How an agent runs.
@@ -130,7 +131,9 @@ impl Agent {
         loop {
             let sleep = match (again, wake_at) {
                 (true, _) => Duration::from_millis(50),
-                (false, Some(t)) => t.duration_since(SystemTime::now()).unwrap_or_default().min(self.cfg.resync),
+                (false, Some(t)) => {
+                    t.duration_since(SystemTime::now()).unwrap_or_default().min(self.cfg.resync)
+                }
                 (false, None) => self.cfg.resync,
             };
             tokio::select! {
@@ -205,7 +208,14 @@ impl Agent {
         missing: &BTreeSet<String>,
         services: &reflector::Objects,
     ) -> Outcome {
-        let plan = pod_sync::plan(pod, containers, missing, &ProbeVerdicts::default(), SystemTime::now(), &self.sync);
+        let plan = pod_sync::plan(
+            pod,
+            containers,
+            missing,
+            &ProbeVerdicts::default(),
+            SystemTime::now(),
+            &self.sync,
+        );
         let mut again = false;
         let sandbox_id = containers.iter().find(|c| c.is_sandbox() && c.is_running()).map(|c| c.id.clone());
         for action in &plan.actions {
@@ -221,16 +231,23 @@ impl Agent {
                 Action::CreateSandbox => {
                     match self.runtime.create_sandbox(&sandbox_config(pod, &self.cfg)).await {
                         Ok(_) => again = true,
-                        Err(e) => tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot create the pod sandbox"),
+                        Err(e) => {
+                            tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot create the pod sandbox")
+                        }
                     }
                 }
                 Action::StartContainer { name, attempt } => {
                     let Some(sandbox) = &sandbox_id else { continue };
-                    let Some(config) = container_config(pod, name, *attempt, &self.cfg, services) else { continue };
+                    let Some(config) = container_config(pod, name, *attempt, &self.cfg, services) else {
+                        continue;
+                    };
                     if let Err(e) = self.runtime.start_container(sandbox, &config).await {
                         tracing::warn!(pod = %pod.metadata.name, container = %name, error = %e, "cannot start a container");
                         if let crate::runtime::RuntimeError::ImageNotPresent { image, .. } = &e {
-                            self.images.lock().expect("image cache").insert(image.clone(), (false, Instant::now()));
+                            self.images
+                                .lock()
+                                .expect("image cache")
+                                .insert(image.clone(), (false, Instant::now()));
                         }
                     }
                     again = true;
@@ -257,7 +274,9 @@ impl Agent {
                     Ok(_) => {}
                     // Someone wrote the pod since we read it: the watch brings the news.
                     Err(ClientError::Conflict(_) | ClientError::NotFound(_)) => {}
-                    Err(e) => tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot report pod status"),
+                    Err(e) => {
+                        tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot report pod status")
+                    }
                 }
             }
         }
@@ -266,7 +285,11 @@ impl Agent {
 
     /// Images the pods would start from that are not on this node (asked
     /// again at most every two seconds, since a user may build one).
-    async fn missing_images(&self, pods: &[&Pod], by_pod: &BTreeMap<String, Vec<ContainerInfo>>) -> BTreeSet<String> {
+    async fn missing_images(
+        &self,
+        pods: &[&Pod],
+        by_pod: &BTreeMap<String, Vec<ContainerInfo>>,
+    ) -> BTreeSet<String> {
         let mut wanted = BTreeSet::new();
         for pod in pods {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -285,7 +308,10 @@ impl Agent {
                 Some((present, at)) if present || at.elapsed() < Duration::from_secs(2) => present,
                 _ => match self.runtime.image_present(&image).await {
                     Ok(present) => {
-                        self.images.lock().expect("image cache").insert(image.clone(), (present, Instant::now()));
+                        self.images
+                            .lock()
+                            .expect("image cache")
+                            .insert(image.clone(), (present, Instant::now()));
                         present
                     }
                     Err(e) => {
@@ -303,11 +329,18 @@ impl Agent {
 
     /// Stops and removes a pod's containers and volumes in the background;
     /// with `confirm`, then removes the pod object (its deletion is complete).
-    fn spawn_removal(&self, uid: String, containers: Vec<ContainerInfo>, grace: Duration, confirm: Option<Pod>) {
+    fn spawn_removal(
+        &self,
+        uid: String,
+        containers: Vec<ContainerInfo>,
+        grace: Duration,
+        confirm: Option<Pod>,
+    ) {
         if !self.terminating.lock().expect("terminating").insert(uid.clone()) {
             return;
         }
-        let (runtime, client, terminating) = (self.runtime.clone(), self.client.clone(), self.terminating.clone());
+        let (runtime, client, terminating) =
+            (self.runtime.clone(), self.client.clone(), self.terminating.clone());
         tokio::spawn(async move {
             let name = confirm.as_ref().map_or_else(|| uid.clone(), |p| p.metadata.name.clone());
             tracing::info!(pod = %name, grace_s = grace.as_secs(), "stopping pod");
@@ -329,15 +362,23 @@ impl Agent {
             }
             result = result.and(runtime.remove_pod_volumes(&uid).await);
             match (result, confirm) {
-                (Err(e), _) => tracing::warn!(pod = %name, error = %e, "cannot remove a pod's containers; will retry"),
+                (Err(e), _) => {
+                    tracing::warn!(pod = %name, error = %e, "cannot remove a pod's containers; will retry")
+                }
                 (Ok(()), Some(pod)) => {
                     let ns = pod.metadata.namespace_or_default().to_string();
                     match client.delete_object_with("pods", &ns, &pod.metadata.name, None, true).await {
-                        Ok(_) | Err(ClientError::NotFound(_)) => tracing::info!(pod = %name, "pod stopped and removed"),
-                        Err(e) => tracing::warn!(pod = %name, error = %e, "cannot confirm a pod's deletion; will retry"),
+                        Ok(_) | Err(ClientError::NotFound(_)) => {
+                            tracing::info!(pod = %name, "pod stopped and removed")
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %name, error = %e, "cannot confirm a pod's deletion; will retry")
+                        }
                     }
                 }
-                (Ok(()), None) => tracing::info!(pod = %name, "removed the containers of a pod that no longer exists"),
+                (Ok(()), None) => {
+                    tracing::info!(pod = %name, "removed the containers of a pod that no longer exists")
+                }
             }
             terminating.lock().expect("terminating").remove(&uid);
         });
@@ -390,7 +431,13 @@ pub fn sandbox_config(pod: &Pod, cfg: &AgentConfig) -> SandboxConfig {
             "svc.cluster.local".into(),
             "cluster.local".into(),
         ],
-        empty_dirs: pod.spec.volumes.iter().filter(|v| v.empty_dir.is_some()).map(|v| v.name.clone()).collect(),
+        empty_dirs: pod
+            .spec
+            .volumes
+            .iter()
+            .filter(|v| v.empty_dir.is_some())
+            .map(|v| v.name.clone())
+            .collect(),
         extra_labels: cfg.extra_labels.clone(),
     }
 }
@@ -467,7 +514,10 @@ fn env_of(svc: &Service) -> Vec<(String, String)> {
     ];
     for p in &svc.spec.ports {
         if let Some(name) = &p.name {
-            env.push((format!("{prefix}_SERVICE_PORT_{}", name.to_uppercase().replace('-', "_")), p.port.to_string()));
+            env.push((
+                format!("{prefix}_SERVICE_PORT_{}", name.to_uppercase().replace('-', "_")),
+                p.port.to_string(),
+            ));
         }
     }
     env
@@ -518,9 +568,11 @@ fn node_object(cfg: &AgentConfig, existing: Option<&Node>, now: Time) -> Node {
 
 /// The node's capacity: as configured, or this host's CPUs and memory.
 fn capacity(cfg: &AgentConfig) -> (String, String) {
-    let cpu = cfg.cpu.as_ref().map(|q| q.as_str().to_string()).unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get()).to_string()
-    });
+    let cpu = cfg
+        .cpu
+        .as_ref()
+        .map(|q| q.as_str().to_string())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).to_string());
     let memory = cfg.memory.as_ref().map(|q| q.as_str().to_string()).unwrap_or_else(host_memory);
     (cpu, memory)
 }
@@ -538,7 +590,11 @@ fn host_memory() -> String {
 
 /// Creates the Node (keeping what an operator set, such as a cordon) and
 /// reports it Ready. Retries until the cluster answers or `cancel`.
-async fn register(client: &CorralClient, cfg: &AgentConfig, cancel: &CancellationToken) -> Result<(), AgentError> {
+async fn register(
+    client: &CorralClient,
+    cfg: &AgentConfig,
+    cancel: &CancellationToken,
+) -> Result<(), AgentError> {
     let mut delay = Duration::from_millis(200);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -106,13 +106,18 @@ pub fn plan(
 ) -> PodPlan {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
-        return PodPlan { actions: vec![Action::Terminate { grace: grace_period(pod) }], status: None, wake_at: None };
+        return PodPlan {
+            actions: vec![Action::Terminate { grace: grace_period(pod) }],
+            status: None,
+            wake_at: None,
+        };
     }
     let mut actions = Vec::new();
     let finished = matches!(pod.phase(), Some(PodPhase::Succeeded | PodPhase::Failed));
     let (sandboxes, apps): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) =
         containers.iter().partition(|c| c.is_sandbox());
-    let mut running_sandboxes: Vec<&ContainerInfo> = sandboxes.iter().copied().filter(|c| c.is_running()).collect();
+    let mut running_sandboxes: Vec<&ContainerInfo> =
+        sandboxes.iter().copied().filter(|c| c.is_running()).collect();
     running_sandboxes.sort_by(|a, b| a.id.cmp(&b.id));
     let sandbox = running_sandboxes.first().copied();
     // Dead sandboxes, and every running one but the first, go.
@@ -124,7 +129,9 @@ pub fn plan(
     for c in &apps {
         let name = c.container.as_deref().unwrap_or_default();
         match latest.get(name) {
-            Some(old) if old.attempt >= c.attempt => actions.push(Action::RemoveContainer { id: c.id.clone() }),
+            Some(old) if old.attempt >= c.attempt => {
+                actions.push(Action::RemoveContainer { id: c.id.clone() })
+            }
             Some(old) => {
                 actions.push(Action::RemoveContainer { id: old.id.clone() });
                 latest.insert(name, c);
@@ -184,8 +191,10 @@ pub fn plan(
                 }
             }
             Some((c, ContainerState::Running { started_at })) => {
-                status.state =
-                    Some(ApiState { running: Some(StateRunning { started_at: Some(time(*started_at)) }), ..Default::default() });
+                status.state = Some(ApiState {
+                    running: Some(StateRunning { started_at: Some(time(*started_at)) }),
+                    ..Default::default()
+                });
                 let joined = sandbox.is_some();
                 if finished || !joined {
                     let reason = match finished {
@@ -194,10 +203,12 @@ pub fn plan(
                     };
                     actions.push(Action::StopContainer { id: c.id.clone(), grace, reason });
                 } else if probes.unhealthy.contains(&instance(c.attempt)) {
-                    let reason = format!("container {:?} failed its liveness probe and will be restarted", spec.name);
+                    let reason =
+                        format!("container {:?} failed its liveness probe and will be restarted", spec.name);
                     actions.push(Action::StopContainer { id: c.id.clone(), grace, reason });
                 } else {
-                    status.ready = spec.readiness_probe.is_none() || probes.ready.contains(&instance(c.attempt));
+                    status.ready =
+                        spec.readiness_probe.is_none() || probes.ready.contains(&instance(c.attempt));
                 }
             }
             Some((c, ContainerState::Exited { exit_code, started_at, finished_at, oom_killed })) => {
@@ -226,7 +237,8 @@ pub fn plan(
                     let due = finished_at.unwrap_or(now) + delay;
                     if due <= now && sandbox.is_some() {
                         status.state = Some(waiting("ContainerCreating", None));
-                        actions.push(Action::StartContainer { name: spec.name.clone(), attempt: c.attempt + 1 });
+                        actions
+                            .push(Action::StartContainer { name: spec.name.clone(), attempt: c.attempt + 1 });
                     } else if due <= now {
                         status.state = Some(waiting("ContainerCreating", None));
                     } else {
@@ -254,7 +266,12 @@ pub fn plan(
 
 /// The delay before start number `attempt + 1`, after start `attempt` ran
 /// from `started` to `finished`.
-fn backoff(attempt: u32, started: Option<SystemTime>, finished: Option<SystemTime>, cfg: &SyncConfig) -> Duration {
+fn backoff(
+    attempt: u32,
+    started: Option<SystemTime>,
+    finished: Option<SystemTime>,
+    cfg: &SyncConfig,
+) -> Duration {
     let ran = match (started, finished) {
         (Some(s), Some(f)) => f.duration_since(s).unwrap_or_default(),
         _ => Duration::ZERO,
@@ -304,7 +321,8 @@ fn pod_status(
         format!("containers with unready status: [{}]", names.join(" "))
     };
     let now_t = time(now);
-    let mut conditions: Vec<Condition> = old.conditions.iter().filter(|c| c.type_ == "PodScheduled").cloned().collect();
+    let mut conditions: Vec<Condition> =
+        old.conditions.iter().filter(|c| c.type_ == "PodScheduled").cloned().collect();
     let mut set = |type_: &str, value: bool, reason: Option<&str>, message: Option<String>| {
         let status = if value { "True" } else { "False" };
         let previous = old.conditions.iter().find(|c| c.type_ == type_);

@@ -23,7 +23,11 @@ pub fn object_key(obj: &Object) -> String {
 
 /// Starts reflecting `kind` (a plural such as "pods"); the receiver sees
 /// every change. `synced` is false until the first list arrived.
-pub fn reflect(client: CorralClient, kind: &'static str, cancel: CancellationToken) -> watch::Receiver<Reflected> {
+pub fn reflect(
+    client: CorralClient,
+    kind: &'static str,
+    cancel: CancellationToken,
+) -> watch::Receiver<Reflected> {
     let (tx, rx) = watch::channel(Reflected::default());
     tokio::spawn(async move { run(client, kind, tx, cancel).await });
     rx
@@ -36,7 +40,12 @@ pub struct Reflected {
     pub synced: bool,
 }
 
-async fn run(client: CorralClient, kind: &'static str, tx: watch::Sender<Reflected>, cancel: CancellationToken) {
+async fn run(
+    client: CorralClient,
+    kind: &'static str,
+    tx: watch::Sender<Reflected>,
+    cancel: CancellationToken,
+) {
     let mut delay = Duration::from_millis(100);
     loop {
         let result = tokio::select! {

@@ -35,10 +35,13 @@ pub struct RaftNodeConfig {
 }
 
 impl RaftNodeConfig {
-    /// Defaults for masters on one machine or a LAN: 50 ms heartbeats and a
-    /// 150-300 ms election timeout. openraft adds a leader lease of one
-    /// maximum timeout before a follower stands, so a dead leader is
-    /// replaced 450-600 ms after its last heartbeat.
+    /// Defaults for masters on one machine or a LAN: 100 ms heartbeats and a
+    /// 500-1000 ms election timeout (etcd's are 100 ms and 1 s). openraft
+    /// bounds every AppendEntries by the heartbeat interval, so shorter
+    /// heartbeats make a busy leader (tens of thousands of pods bound on two
+    /// cores) miss its acks and lose leadership for nothing. openraft adds a
+    /// leader lease of one maximum timeout before a follower stands, so a
+    /// dead leader is replaced 1.5-2 s after its last heartbeat.
     pub fn new(id: NodeId, data_dir: PathBuf) -> Self {
         RaftNodeConfig {
             id,
@@ -46,9 +49,9 @@ impl RaftNodeConfig {
             io: IoMode::BlockingPool,
             small_db: false,
             history: History::default(),
-            heartbeat_ms: 50,
-            election_min_ms: 150,
-            election_max_ms: 300,
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 1000,
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,
         }
@@ -66,7 +69,8 @@ impl RaftNodeConfig {
             snapshot_max_chunk_size: 4 << 20,
             // openraft bounds an AppendEntries by the heartbeat interval:
             // keep each one small enough to travel within it.
-            max_payload_entries: 32,
+            // (an entry holds up to 1 MiB of batched writes).
+            max_payload_entries: 8,
             ..Default::default()
         };
         Ok(Arc::new(config.validate().map_err(|e| StoreError::Task(format!("invalid raft config: {e}")))?))

@@ -46,6 +46,32 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Every event under `prefix` from `from` through what is applied now,
+    /// and the revision read through (the applied index): a consumer that
+    /// applies them is current as of that revision, even when the last
+    /// entries changed nothing under `prefix`. `Compacted` when `from` is
+    /// older than the retained history.
+    pub async fn events_since(
+        &self,
+        prefix: Vec<u8>,
+        from: Revision,
+    ) -> Result<(Vec<Event>, Revision), StoreError> {
+        let mut cursor = event_key(from.0, 0);
+        let mut all = Vec::new();
+        loop {
+            let prefix2 = prefix.clone();
+            let (events, next, caught_up) = self.db().run(move |db| read_chunk(db, &prefix2, cursor)).await?;
+            all.extend(events);
+            cursor = next;
+            if caught_up {
+                let through = from_be(&cursor).unwrap_or(1).saturating_sub(1);
+                return Ok((all, Revision(through.max(from.0.saturating_sub(1)))));
+            }
+        }
+    }
+}
+
 async fn run_watch(
     sm: StateMachine,
     prefix: Vec<u8>,

@@ -34,10 +34,10 @@ pub struct MasterArgs {
     #[arg(long, value_delimiter = ',')]
     pub join: Vec<String>,
     /// Raft heartbeat interval in milliseconds.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     pub heartbeat_ms: u64,
     /// Lowest election timeout in milliseconds (the highest is twice this).
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 500)]
     pub election_timeout_ms: u64,
     /// Build a snapshot (and purge the log behind it) every this many entries.
     #[arg(long, default_value_t = 10_000)]

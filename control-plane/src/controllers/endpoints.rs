@@ -24,13 +24,21 @@ use crate::controllers::pods;
 /// The result carries a controller owner reference to the service, so
 /// that the garbage collector removes it with the service (Kubernetes'
 /// endpoints controller deletes it itself).
-pub fn endpoints_for<P: Borrow<Pod>, N: Borrow<Node>>(svc: &Service, pods: &[P], nodes: &[N]) -> Option<Endpoints> {
+pub fn endpoints_for<P: Borrow<Pod>, N: Borrow<Node>>(
+    svc: &Service,
+    pods: &[P],
+    nodes: &[N],
+) -> Option<Endpoints> {
     if svc.spec.selector.is_empty() {
         return None;
     }
     let namespace = svc.metadata.namespace_or_default();
-    let ready_nodes: BTreeSet<&str> =
-        nodes.iter().map(Borrow::borrow).filter(|n: &&Node| n.is_ready()).map(|n| n.metadata.name.as_str()).collect();
+    let ready_nodes: BTreeSet<&str> = nodes
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|n: &&Node| n.is_ready())
+        .map(|n| n.metadata.name.as_str())
+        .collect();
     let mut subsets: Vec<EndpointSubset> = Vec::new();
     for pod in pods.iter().map(Borrow::borrow) {
         let selected = pod.metadata.namespace_or_default() == namespace

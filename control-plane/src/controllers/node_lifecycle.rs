@@ -57,7 +57,12 @@ impl NodePlan {
 /// Plans for `node` at `now`. `pods_on_node` are the pods bound to it
 /// (others are ignored). Pure and idempotent: what was written last time is
 /// not written again.
-pub fn plan<P: Borrow<Pod>>(node: &Node, pods_on_node: &[P], now: Time, cfg: &NodeLifecycleConfig) -> NodePlan {
+pub fn plan<P: Borrow<Pod>>(
+    node: &Node,
+    pods_on_node: &[P],
+    now: Time,
+    cfg: &NodeLifecycleConfig,
+) -> NodePlan {
     let name = &node.metadata.name;
     let ready = node.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     let heartbeat = ready.and_then(|c| c.last_heartbeat_time);
@@ -89,8 +94,11 @@ pub fn plan<P: Borrow<Pod>>(node: &Node, pods_on_node: &[P], now: Time, cfg: &No
         plan.mark_not_ready = Some(marked);
     }
     let lost = silent > cfg.grace_seconds + cfg.eviction_seconds;
-    let mut on_node: Vec<&Pod> =
-        pods_on_node.iter().map(Borrow::borrow).filter(|p: &&Pod| p.spec.node_name.as_deref() == Some(name.as_str())).collect();
+    let mut on_node: Vec<&Pod> = pods_on_node
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|p: &&Pod| p.spec.node_name.as_deref() == Some(name.as_str()))
+        .collect();
     on_node.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     for pod in on_node {
         if pods::is_terminating(pod) {

@@ -43,18 +43,64 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The leader's cache, kept between leadership terms: it holds only
+/// committed state, so a master that leads again catches it up from the
+/// event history instead of reading and decoding every object again.
+pub type CacheSlot = std::sync::Arc<tokio::sync::Mutex<Option<Cache>>>;
+
 /// Runs the scheduler and controllers for one leadership term, until `cancel`.
-pub async fn run(ctx: MasterCtx, term: u64, cancel: CancellationToken, cfg: ControllerConfig) {
-    if let Err(e) = run_term(&ctx, &cancel, cfg).await {
+pub async fn run(
+    ctx: MasterCtx,
+    term: u64,
+    cancel: CancellationToken,
+    cfg: ControllerConfig,
+    slot: CacheSlot,
+) {
+    let mut kept = slot.lock().await;
+    if let Err(e) = run_term(&ctx, &cancel, cfg, &mut kept).await {
         tracing::warn!(master = ctx.id, term, error = %e, "controllers stopped");
     }
 }
 
-async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerConfig) -> Result<(), String> {
+/// The cache as of every write committed before this term's read index:
+/// the kept one caught up from the event history, or a fresh load.
+async fn current_cache(ctx: &MasterCtx, kept: Option<Cache>) -> Result<Cache, String> {
+    let sm = &ctx.node.state_machine;
+    if let Some(mut cache) = kept {
+        match sm.events_since(REGISTRY.to_vec(), Revision(cache.revision.0 + 1)).await {
+            Ok((events, through)) => {
+                let count = events.len();
+                for e in events {
+                    cache.apply(e);
+                }
+                cache.revision = cache.revision.max(through);
+                tracing::info!(
+                    master = ctx.id,
+                    events = count,
+                    revision = through.0,
+                    "controller cache caught up"
+                );
+                return Ok(cache);
+            }
+            Err(e) => {
+                tracing::info!(master = ctx.id, error = %e, "controller cache too old; loading it again")
+            }
+        }
+    }
+    Cache::load(sm).await.map_err(|e| e.to_string())
+}
+
+async fn run_term(
+    ctx: &MasterCtx,
+    cancel: &CancellationToken,
+    cfg: ControllerConfig,
+    kept: &mut Option<Cache>,
+) -> Result<(), String> {
     // A fresh read index: the cache starts from every committed write.
     ctx.node.raft.ensure_linearizable().await.map_err(|e| format!("cannot confirm leadership: {e}"))?;
     let sm = &ctx.node.state_machine;
-    let mut cache = Cache::load(sm).await.map_err(|e| e.to_string())?;
+    let previous = kept.take();
+    let cache = kept.insert(current_cache(ctx, previous).await?);
     let mut watch = Box::pin(sm.watch(REGISTRY.to_vec(), Some(Revision(cache.revision.0 + 1))));
     let mut tick = tokio::time::interval(cfg.resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,7 +114,7 @@ async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerCo
             _ = cancel.cancelled() => return Ok(()),
             item = watch.next() => {
                 let Some(events) = item else { return Err("the watch ended".into()) };
-                dirty.apply_all(&mut cache, events.map_err(|e| e.to_string())?);
+                dirty.apply_all(cache, events.map_err(|e| e.to_string())?);
             }
             _ = tick.tick() => {}
         }
@@ -76,7 +122,7 @@ async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerCo
         // whole cache, so running one per event would starve everything else.
         tokio::time::sleep(SETTLE).await;
         while let Some(Some(more)) = futures::FutureExt::now_or_never(watch.next()) {
-            dirty.apply_all(&mut cache, more.map_err(|e| e.to_string())?);
+            dirty.apply_all(cache, more.map_err(|e| e.to_string())?);
         }
         if cancel.is_cancelled() {
             return Ok(());
@@ -86,7 +132,7 @@ async fn run_term(ctx: &MasterCtx, cancel: &CancellationToken, cfg: ControllerCo
             last_full = Some(std::time::Instant::now());
         }
         let pass = std::mem::take(&mut dirty);
-        if reconcile(ctx, &mut cache, &cfg, &pass).await {
+        if reconcile(ctx, cache, &cfg, &pass).await {
             return Err("this master is no longer the leader".into());
         }
     }
@@ -417,8 +463,10 @@ async fn endpoints_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
         return false;
     }
     let writes: Vec<Write> = cpu(|| {
-        let all_pods: Vec<&Pod> =
-            cache.of_kind(Kind::Pod).filter_map(|(o, _)| if let Object::Pod(p) = o { Some(p) } else { None }).collect();
+        let all_pods: Vec<&Pod> = cache
+            .of_kind(Kind::Pod)
+            .filter_map(|(o, _)| if let Object::Pod(p) = o { Some(p) } else { None })
+            .collect();
         let all_nodes: Vec<&Node> = cache
             .of_kind(Kind::Node)
             .filter_map(|(o, _)| if let Object::Node(n) = o { Some(n) } else { None })

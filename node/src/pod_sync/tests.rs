@@ -45,7 +45,12 @@ fn running(since: u64) -> ContainerState {
 }
 
 fn exited(code: i64, started: u64, finished: u64) -> ContainerState {
-    ContainerState::Exited { exit_code: code, started_at: Some(at(started)), finished_at: Some(at(finished)), oom_killed: false }
+    ContainerState::Exited {
+        exit_code: code,
+        started_at: Some(at(started)),
+        finished_at: Some(at(finished)),
+        oom_killed: false,
+    }
 }
 
 fn sandbox() -> ContainerInfo {
@@ -86,7 +91,11 @@ fn a_new_pod_gets_a_sandbox_then_its_containers() {
     );
     assert_eq!(second.status.as_ref().unwrap().pod_ip.as_deref(), Some("10.88.0.7"));
 
-    let up = run(&p, &[sandbox(), info("a", Some("app"), 0, running(1)), info("s", Some("side"), 0, running(1))], 2);
+    let up = run(
+        &p,
+        &[sandbox(), info("a", Some("app"), 0, running(1)), info("s", Some("side"), 0, running(1))],
+        2,
+    );
     assert!(up.actions.is_empty(), "{:?}", up.actions);
     let status = up.status.as_ref().unwrap();
     assert_eq!(status.phase, Some(PodPhase::Running));
@@ -118,11 +127,17 @@ fn restart_policy_decides_whether_an_exited_container_starts_again() {
     ];
     for (policy, code, restarted, phase) in cases {
         let p = pod(&format!("  restartPolicy: {policy}\n"));
-        let containers =
-            [sandbox(), info("a", Some("app"), 0, exited(code, 0, 5)), info("s", Some("side"), 0, exited(0, 0, 5))];
+        let containers = [
+            sandbox(),
+            info("a", Some("app"), 0, exited(code, 0, 5)),
+            info("s", Some("side"), 0, exited(0, 0, 5)),
+        ];
         let got = run(&p, &containers, 6);
-        let starts: Vec<&Action> =
-            got.actions.iter().filter(|a| matches!(a, Action::StartContainer { name, .. } if name == "app")).collect();
+        let starts: Vec<&Action> = got
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::StartContainer { name, .. } if name == "app"))
+            .collect();
         assert_eq!(!starts.is_empty(), restarted, "{policy} exit {code}: {:?}", got.actions);
         if restarted {
             assert_eq!(starts[0], &Action::StartContainer { name: "app".into(), attempt: 1 });
@@ -140,7 +155,11 @@ fn repeated_crashes_back_off_exponentially_up_to_the_cap() {
     let c = cfg();
     // Start number n exited at 100: when may n+1 start?
     for (attempt, delay) in [(1u32, 10u64), (2, 20), (3, 40), (5, 160), (6, 300), (12, 300)] {
-        let containers = [sandbox(), info("a", Some("app"), attempt, exited(1, 99, 100)), info("s", Some("side"), 0, running(0))];
+        let containers = [
+            sandbox(),
+            info("a", Some("app"), attempt, exited(1, 99, 100)),
+            info("s", Some("side"), 0, running(0)),
+        ];
         let early = run(&p, &containers, 100 + delay - 1);
         assert!(early.actions.is_empty(), "attempt {attempt}: {:?}", early.actions);
         assert_eq!(waiting_reason(&early, "app").as_deref(), Some("CrashLoopBackOff"));
@@ -150,7 +169,11 @@ fn repeated_crashes_back_off_exponentially_up_to_the_cap() {
         assert_eq!(due.actions, vec![Action::StartContainer { name: "app".into(), attempt: attempt + 1 }]);
     }
     // A container that ran ten minutes before it failed restarts at once.
-    let long = [sandbox(), info("a", Some("app"), 4, exited(1, 0, 2 * c.backoff_max.as_secs())), info("s", Some("side"), 0, running(0))];
+    let long = [
+        sandbox(),
+        info("a", Some("app"), 4, exited(1, 0, 2 * c.backoff_max.as_secs())),
+        info("s", Some("side"), 0, running(0)),
+    ];
     assert_eq!(run(&p, &long, 2 * c.backoff_max.as_secs()).actions.len(), 1);
 }
 
@@ -159,7 +182,8 @@ fn probes_gate_readiness_and_a_failed_liveness_probe_stops_the_container() {
     let p = pod("");
     let mut p = p;
     p.spec.containers[0].readiness_probe = Some(Default::default());
-    let containers = [sandbox(), info("a", Some("app"), 2, running(1)), info("s", Some("side"), 0, running(1))];
+    let containers =
+        [sandbox(), info("a", Some("app"), 2, running(1)), info("s", Some("side"), 0, running(1))];
     let none = run(&p, &containers, 5);
     assert!(!state_of(&none, "app").ready);
     assert_eq!(condition(&none, "Ready"), "False");
@@ -169,7 +193,11 @@ fn probes_gate_readiness_and_a_failed_liveness_probe_stops_the_container() {
     assert_eq!(condition(&ready, "Ready"), "True");
     verdicts.unhealthy.insert((UID.into(), "app".into(), 2));
     let sick = plan(&p, &containers, &BTreeSet::new(), &verdicts, at(6), &cfg());
-    assert!(matches!(&sick.actions[..], [Action::StopContainer { id, .. }] if id == "a"), "{:?}", sick.actions);
+    assert!(
+        matches!(&sick.actions[..], [Action::StopContainer { id, .. }] if id == "a"),
+        "{:?}",
+        sick.actions
+    );
     assert_eq!(condition(&sick, "Ready"), "False");
 }
 
@@ -180,7 +208,11 @@ fn a_lost_sandbox_stops_the_containers_and_is_recreated() {
     let containers = [dead, info("a", Some("app"), 0, running(1)), info("s", Some("side"), 0, running(1))];
     let got = run(&p, &containers, 5);
     assert_eq!(got.actions[0], Action::RemoveContainer { id: "sb".into() });
-    assert!(got.actions.iter().filter(|a| matches!(a, Action::StopContainer { .. })).count() == 2, "{:?}", got.actions);
+    assert!(
+        got.actions.iter().filter(|a| matches!(a, Action::StopContainer { .. })).count() == 2,
+        "{:?}",
+        got.actions
+    );
     assert_eq!(got.actions.last(), Some(&Action::CreateSandbox));
 }
 
@@ -216,8 +248,13 @@ fn a_deleted_pod_terminates_within_its_grace_period() {
 #[test]
 fn a_finished_pod_is_not_restarted_and_its_containers_stop() {
     let mut p = pod("");
-    p.status = Some(PodStatus { phase: Some(PodPhase::Failed), reason: Some("NodeLost".into()), ..Default::default() });
-    let containers = [sandbox(), info("a", Some("app"), 0, running(1)), info("s", Some("side"), 0, exited(1, 0, 2))];
+    p.status = Some(PodStatus {
+        phase: Some(PodPhase::Failed),
+        reason: Some("NodeLost".into()),
+        ..Default::default()
+    });
+    let containers =
+        [sandbox(), info("a", Some("app"), 0, running(1)), info("s", Some("side"), 0, exited(1, 0, 2))];
     let got = run(&p, &containers, 5);
     assert!(matches!(&got.actions[..], [Action::StopContainer { id, .. }] if id == "a"), "{:?}", got.actions);
     let status = got.status.unwrap();
@@ -228,7 +265,8 @@ fn a_finished_pod_is_not_restarted_and_its_containers_stop() {
 #[test]
 fn transition_times_are_kept_while_a_condition_holds() {
     let p = pod("");
-    let containers = [sandbox(), info("a", Some("app"), 0, running(1)), info("s", Some("side"), 0, running(1))];
+    let containers =
+        [sandbox(), info("a", Some("app"), 0, running(1)), info("s", Some("side"), 0, running(1))];
     let first = run(&p, &containers, 5);
     let mut stored = p.clone();
     stored.status = first.status.clone();

@@ -78,7 +78,8 @@ fn the_not_ready_condition_says_how_long_the_node_has_been_silent() {
             Condition { type_: "MemoryPressure".into(), status: "False".into(), ..Default::default() },
         );
     }
-    let marked = plan::<Pod>(&n2, &[], at(14), &NodeLifecycleConfig::default()).mark_not_ready.expect("marked");
+    let marked =
+        plan::<Pod>(&n2, &[], at(14), &NodeLifecycleConfig::default()).mark_not_ready.expect("marked");
     let c = ready_condition(&marked);
     assert_eq!(
         (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
@@ -104,7 +105,8 @@ fn a_node_already_marked_unknown_is_not_marked_again() {
 fn a_node_without_heartbeats_is_measured_from_its_registration() {
     let mut n2 = node("n2", "True", T0);
     n2.status = None;
-    let marked = plan::<Pod>(&n2, &[], at(12), &NodeLifecycleConfig::default()).mark_not_ready.expect("marked");
+    let marked =
+        plan::<Pod>(&n2, &[], at(12), &NodeLifecycleConfig::default()).mark_not_ready.expect("marked");
     let message = ready_condition(&marked).message.clone();
     assert_eq!(
         message.as_deref(),
