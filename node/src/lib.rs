@@ -6,4 +6,5 @@
 //! place of real nodes: it speaks the same API a real agent will.
 
 pub mod fake;
+pub mod proxy;
 pub mod runtime;
