@@ -72,17 +72,53 @@ pub struct NodeInfo {
     /// The sums of `pods`' requests (for fit, and for scoring), computed once
     /// per snapshot instead of once per candidate pod; cleared by [`NodeInfo::add`].
     requested: std::sync::OnceLock<(Requests, Requests)>,
+    /// What the per-node plugins ask about `pods` for every candidate pod,
+    /// indexed once (like `requested`); cleared by [`NodeInfo::add`].
+    index: std::sync::OnceLock<PodIndex>,
+}
+
+/// Facts about a node's pods that every scheduling cycle asks.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct PodIndex {
+    /// Pods per controlling owner uid.
+    by_owner: std::collections::HashMap<String, usize>,
+    /// Whether any pod has a required anti-affinity term.
+    any_required_anti_affinity: bool,
 }
 
 impl NodeInfo {
     pub fn new(node: Node, pods: Vec<SharedPod>) -> Self {
-        NodeInfo { node, pods, requested: std::sync::OnceLock::new() }
+        NodeInfo { node, pods, requested: std::sync::OnceLock::new(), index: std::sync::OnceLock::new() }
     }
 
     /// Binds `pod` here in the snapshot.
     pub fn add(&mut self, pod: SharedPod) {
         self.pods.push(pod);
         self.requested = std::sync::OnceLock::new();
+        self.index = std::sync::OnceLock::new();
+    }
+
+    fn index(&self) -> &PodIndex {
+        self.index.get_or_init(|| {
+            let mut index = PodIndex::default();
+            for p in &self.pods {
+                if let Some(owner) = p.metadata.controller() {
+                    *index.by_owner.entry(owner.uid.clone()).or_default() += 1;
+                }
+                index.any_required_anti_affinity |= !affinity_term::required_anti_affinity(p).is_empty();
+            }
+            index
+        })
+    }
+
+    /// How many pods on the node the owner with `uid` controls.
+    pub fn owned_by(&self, uid: &str) -> usize {
+        self.index().by_owner.get(uid).copied().unwrap_or(0)
+    }
+
+    /// Whether some pod on the node has a required anti-affinity term.
+    pub fn any_required_anti_affinity(&self) -> bool {
+        self.index().any_required_anti_affinity
     }
 
     /// What the pods on the node request: (as the fit filter counts, as scoring counts).

@@ -40,7 +40,11 @@ fn violates_own_anti_affinity(pod: &Pod, node: &NodeInfo) -> bool {
 /// The symmetric check: no pod on the node may have a required anti-affinity term that selects
 /// the incoming pod, or placing it would break that pod's rule.
 fn violates_anti_affinity_of_existing_pods(pod: &Pod, node: &NodeInfo) -> bool {
-    node.pods.iter().any(|other| required_anti_affinity(other).iter().any(|term| selects(term, other, pod)))
+    node.any_required_anti_affinity()
+        && node
+            .pods
+            .iter()
+            .any(|other| required_anti_affinity(other).iter().any(|term| selects(term, other, pod)))
 }
 
 #[cfg(test)]

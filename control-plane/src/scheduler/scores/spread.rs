@@ -10,8 +10,7 @@ use crate::scheduler::{NodeInfo, Snapshot};
 /// siblings and score zero everywhere.
 pub fn score(pod: &Pod, node: &NodeInfo, _snapshot: &Snapshot) -> i64 {
     let Some(owner) = pod.metadata.controller() else { return 0 };
-    let siblings = node.pods.iter().filter(|p| p.metadata.controller().is_some_and(|o| o.uid == owner.uid));
-    siblings.count() as i64
+    node.owned_by(&owner.uid) as i64
 }
 
 #[cfg(test)]
