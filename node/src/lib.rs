@@ -1,9 +1,11 @@
 //! Corral's worker agent: registration, heartbeats, the pod sync loop over a
-//! container `Runtime`, probes and the service proxy.
+//! container `Runtime`, probes, the DNS responder for its pods ([`dns`]) and
+//! the service proxy.
 //!
 //! The Docker agent arrives with the worker-node issue. What is here is the
 //! simulated fleet ([`fake`]) that integration tests and benchmarks use in
 //! place of real nodes: it speaks the same API a real agent will.
 
+pub mod dns;
 pub mod fake;
 pub mod runtime;
