@@ -1,6 +1,6 @@
 //! Corral's worker agent: registration, heartbeats, the pod sync loop over a
-//! container `Runtime`, probes, the DNS responder for its pods ([`dns`]) and
-//! the service proxy.
+//! container `Runtime`, probes ([`probe`]), the DNS responder for its pods
+//! ([`dns`]) and the service proxy.
 //!
 //! The Docker agent arrives with the worker-node issue. What is here is the
 //! simulated fleet ([`fake`]) that integration tests and benchmarks use in
@@ -8,4 +8,5 @@
 
 pub mod dns;
 pub mod fake;
+pub mod probe;
 pub mod runtime;
