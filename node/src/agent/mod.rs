@@ -23,7 +23,10 @@ use control_plane::{ClientError, CorralClient};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::pod_sync::{self, Action, ProbeVerdicts, SyncConfig};
+mod probes;
+
+use crate::pod_sync::{self, Action, SyncConfig};
+use crate::proxy::{self, Proxy};
 use crate::reflector::{self, Reflected};
 use crate::runtime::{
     ContainerConfig, ContainerInfo, Mount, MountSource, PodRef, PortMapping, PortProtocol, Runtime,
@@ -89,7 +92,12 @@ pub async fn run(
     let beats = tokio::spawn(heartbeats(client.clone(), cfg.clone(), cancel.clone()));
     let pods = reflector::reflect(client.clone(), "pods", cancel.clone());
     let services = reflector::reflect(client.clone(), "services", cancel.clone());
+    let endpoints = reflector::reflect(client.clone(), "endpoints", cancel.clone());
+    let proxying = tokio::spawn(proxy_loop(cfg.address, services.clone(), endpoints, cancel.clone()));
+    let prober = probes::Prober::new(runtime.clone());
+    let probing = tokio::spawn(prober.clone().run(cancel.clone()));
     let agent = Agent {
+        prober,
         client,
         runtime,
         sync: SyncConfig {
@@ -103,11 +111,12 @@ pub async fn run(
         images: Mutex::new(BTreeMap::new()),
     };
     agent.sync_loop(pods, services, &cancel).await;
-    let _ = beats.await;
+    let _ = tokio::join!(beats, proxying, probing);
     Ok(())
 }
 
 struct Agent {
+    prober: probes::Prober,
     client: CorralClient,
     runtime: Arc<dyn Runtime>,
     cfg: AgentConfig,
@@ -126,6 +135,7 @@ impl Agent {
         cancel: &CancellationToken,
     ) {
         let mut changes = self.runtime.changes(&self.cfg.name);
+        let probes_changed = self.prober.changed.clone();
         let mut wake_at: Option<SystemTime> = None;
         let mut again = false;
         loop {
@@ -140,6 +150,7 @@ impl Agent {
                 _ = cancel.cancelled() => return,
                 r = pods.changed() => if r.is_err() { return },
                 _ = changes.next() => {}
+                _ = probes_changed.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
             // Let a burst of changes arrive before a pass.
@@ -184,10 +195,23 @@ impl Agent {
         }
         let missing = self.missing_images(&mine, &by_pod).await;
         let empty = Vec::new();
+        let tracked: Vec<(&Pod, &[ContainerInfo])> = mine
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    by_pod
+                        .get(p.metadata.uid.as_deref().unwrap_or_default())
+                        .map_or(&[][..], |v| v.as_slice()),
+                )
+            })
+            .collect();
+        self.prober.track(&tracked);
+        let verdicts = self.prober.verdicts();
         let results = futures::future::join_all(mine.iter().map(|pod| {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let containers = by_pod.get(&uid).unwrap_or(&empty);
-            self.sync_pod(pod, containers, &missing, services)
+            self.sync_pod(pod, containers, &missing, &verdicts, services)
         }))
         .await;
         let mut outcome = Outcome { wake_at: None, again: false };
@@ -206,16 +230,10 @@ impl Agent {
         pod: &Pod,
         containers: &[ContainerInfo],
         missing: &BTreeSet<String>,
+        verdicts: &pod_sync::ProbeVerdicts,
         services: &reflector::Objects,
     ) -> Outcome {
-        let plan = pod_sync::plan(
-            pod,
-            containers,
-            missing,
-            &ProbeVerdicts::default(),
-            SystemTime::now(),
-            &self.sync,
-        );
+        let plan = pod_sync::plan(pod, containers, missing, verdicts, SystemTime::now(), &self.sync);
         let mut again = false;
         let sandbox_id = containers.iter().find(|c| c.is_sandbox() && c.is_running()).map(|c| c.id.clone());
         for action in &plan.actions {
@@ -382,6 +400,42 @@ impl Agent {
             }
             terminating.lock().expect("terminating").remove(&uid);
         });
+    }
+}
+
+/// Keeps the proxy's listeners and backends in line with the Services and
+/// Endpoints: listeners on the node's address (and a Service's cluster IP).
+async fn proxy_loop(
+    address: IpAddr,
+    mut services: tokio::sync::watch::Receiver<Reflected>,
+    mut endpoints: tokio::sync::watch::Receiver<Reflected>,
+    cancel: CancellationToken,
+) {
+    let proxy = Proxy::start(cancel.clone());
+    loop {
+        let (svcs, eps) = (services.borrow_and_update().clone(), endpoints.borrow_and_update().clone());
+        if svcs.synced && eps.synced {
+            let svcs: Vec<Service> = svcs
+                .objects
+                .values()
+                .filter_map(|o| if let Object::Service(s) = o { Some(s.clone()) } else { None })
+                .collect();
+            let eps: Vec<control_plane::api::Endpoints> = eps
+                .objects
+                .values()
+                .filter_map(|o| if let Object::Endpoints(e) = o { Some(e.clone()) } else { None })
+                .collect();
+            let table = proxy::plan(&svcs, &eps, &[address]);
+            for c in &table.conflicts {
+                tracing::warn!(conflict = %c, "service port conflict");
+            }
+            proxy.apply(&table).await;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = services.changed() => if r.is_err() { return },
+            r = endpoints.changed() => if r.is_err() { return },
+        }
     }
 }
 
