@@ -9,6 +9,7 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod cluster_ip;
 pub mod controllers;
 pub mod convert;
 pub mod error;

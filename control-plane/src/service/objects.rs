@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::{is_forwarded, MasterCtx, ReadAt};
 use crate::api::labels::Selector;
 use crate::api::{Kind, Object};
+use crate::cluster_ip;
 use crate::error::conflict_status;
 use crate::objects::{self, DeletePlan, RegistryError};
 use crate::pb;
@@ -96,7 +97,12 @@ impl ObjectsService {
 
     /// Writes one operation; `Ok(None)` if its condition no longer held.
     async fn write(&self, op: Op) -> Result<Option<Revision>, Status> {
-        match self.ctx.node.propose(Txn { ops: vec![op] }).await {
+        self.write_all(vec![op]).await
+    }
+
+    /// Writes `ops` all or nothing; `None` when a compare-and-swap failed.
+    async fn write_all(&self, ops: Vec<Op>) -> Result<Option<Revision>, Status> {
+        match self.ctx.node.propose(Txn { ops }).await {
             Ok((rev, Outcome::Applied(_))) => Ok(Some(rev)),
             Ok((_, Outcome::Conflict(_))) => Ok(None),
             Err(ProposeError::NotLeader { .. }) => Err(self.ctx.moved()),
@@ -130,8 +136,14 @@ impl ObjectsService {
                     action: action.as_str().into(),
                 });
             }
-            let op = Op::Put { key: key.clone(), value: objects::encode(&next), expect };
-            if let Some(rev) = self.write(op).await? {
+            let mut next = next;
+            let claims = match (&mut next, &current) {
+                (Object::Service(svc), None) => self.claim_cluster_ip(svc).await?,
+                _ => Vec::new(),
+            };
+            let mut ops = vec![Op::Put { key: key.clone(), value: objects::encode(&next), expect }];
+            ops.extend(claims);
+            if let Some(rev) = self.write_all(ops).await? {
                 return Ok(pb::ApplyResponse {
                     object: Self::stored(&next, rev),
                     action: action.as_str().into(),
@@ -146,6 +158,43 @@ impl ObjectsService {
             incoming.kind().qualified(),
             incoming.meta().name
         )))
+    }
+
+    /// Gives a new Service its cluster IP (the one it asks for, or a free
+    /// one) and returns the claim to write with it.
+    async fn claim_cluster_ip(&self, svc: &mut crate::api::Service) -> Result<Vec<Op>, Status> {
+        let requested = svc.spec.cluster_ip.clone().unwrap_or_default();
+        if requested == "None" {
+            return Ok(Vec::new());
+        }
+        let ip = match cluster_ip::validate_requested(&requested).map_err(Status::invalid_argument)? {
+            Some(ip) => ip,
+            None => {
+                let (claims, _, _) = self
+                    .ctx
+                    .node
+                    .state_machine
+                    .list(cluster_ip::CLAIM_PREFIX.to_vec(), None, 0)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                let taken = claims.iter().filter_map(|kv| cluster_ip::ip_of_claim(&kv.key)).collect();
+                let ns = svc.metadata.namespace_or_default().to_string();
+                cluster_ip::allocate(&ns, &svc.metadata.name, &taken).ok_or_else(|| {
+                    Status::resource_exhausted(format!(
+                        "no cluster IP left in {}/{}: delete unused services",
+                        cluster_ip::RANGE_BASE,
+                        cluster_ip::RANGE_PREFIX
+                    ))
+                })?
+            }
+        };
+        svc.spec.cluster_ip = Some(ip.to_string());
+        let owner = format!("{}/{}", svc.metadata.namespace_or_default(), svc.metadata.name);
+        Ok(vec![Op::Put {
+            key: cluster_ip::claim_key(ip),
+            value: owner.into_bytes(),
+            expect: Expect::Absent,
+        }])
     }
 
     /// Read-modify-write of one stored object with CAS, retried on conflict.
@@ -294,7 +343,14 @@ impl Objects for ObjectsService {
                     }))
                 }
             };
-            if let Some(rev) = self.write(op).await? {
+            let mut ops = vec![op];
+            // A Service's cluster IP goes with it.
+            if let (Object::Service(svc), "deleted") = (&obj, action) {
+                if let Some(ip) = svc.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) {
+                    ops.push(Op::Delete { key: cluster_ip::claim_key(ip), expect: Expect::Any });
+                }
+            }
+            if let Some(rev) = self.write_all(ops).await? {
                 return Ok(Response::new(pb::DeleteObjectResponse {
                     action: action.into(),
                     object: Self::stored(&obj, rev),
