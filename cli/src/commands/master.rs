@@ -138,7 +138,7 @@ pub async fn run(args: MasterArgs) -> Result<()> {
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! {

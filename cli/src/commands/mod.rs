@@ -5,6 +5,7 @@ pub mod bench_scheduler;
 pub mod cluster;
 pub mod kv;
 pub mod master;
+pub mod node;
 pub mod objects;
 pub mod ops;
 pub mod up;
@@ -59,6 +60,11 @@ pub enum Command {
         after_help = "Examples:\n  corral master --id 1 --listen 127.0.0.1:7001 --data-dir /var/lib/corral/m1 \\\n      --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n  corral master --id 4 --listen 127.0.0.1:7004 --data-dir /var/lib/corral/m4 --join 127.0.0.1:7001"
     )]
     Master(master::MasterArgs),
+    /// Run a worker node agent: pods on the local Docker engine, the service proxy, DNS.
+    #[command(
+        after_help = "Example:\n  corral node --name n1 --address 127.0.0.11 --labels disk=ssd --server 127.0.0.1:7001,127.0.0.1:7002"
+    )]
+    Node(node::NodeArgs),
     /// Inspect and change the set of masters.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -125,6 +131,7 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Master(args) => master::run(args.clone()).await,
+        Command::Node(args) => node::run(&cli, args).await,
         Command::Cluster(cmd) => cluster::run(&cli, cmd).await,
         Command::Kv(cmd) => kv::run(&cli, cmd).await,
         Command::Apply(args) => objects::apply(&cli, args).await,
