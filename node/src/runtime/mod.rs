@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+pub mod docker;
+
 /// Label keys on everything Corral creates in the engine.
 pub mod labels {
     /// Present (value "true") on every container, volume and network Corral created.
@@ -143,8 +145,15 @@ pub struct ContainerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerState {
     Created,
-    Running { started_at: SystemTime },
-    Exited { exit_code: i64, started_at: Option<SystemTime>, finished_at: Option<SystemTime>, oom_killed: bool },
+    Running {
+        started_at: SystemTime,
+    },
+    Exited {
+        exit_code: i64,
+        started_at: Option<SystemTime>,
+        finished_at: Option<SystemTime>,
+        oom_killed: bool,
+    },
 }
 
 /// What the runtime holds, read back from its labels and state.
@@ -204,7 +213,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn create_sandbox(&self, config: &SandboxConfig) -> BoxFuture<'_, RuntimeResult<Sandbox>>;
     /// Creates and starts an app container in the sandbox's namespaces.
     /// Returns its id.
-    fn start_container(&self, sandbox_id: &str, config: &ContainerConfig) -> BoxFuture<'_, RuntimeResult<String>>;
+    fn start_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+    ) -> BoxFuture<'_, RuntimeResult<String>>;
     /// SIGTERM, then SIGKILL after `grace`. Stopping a stopped container is fine.
     fn stop_container(&self, id: &str, grace: Duration) -> BoxFuture<'_, RuntimeResult<()>>;
     /// Removes a (stopped or running) container. Removing a missing one is fine.
@@ -214,7 +227,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// Every container of this node, running or not.
     fn list(&self, node: &str) -> BoxFuture<'_, RuntimeResult<Vec<ContainerInfo>>>;
     /// Runs a command in a running container, killed after `timeout`.
-    fn exec(&self, id: &str, command: &[String], timeout: Duration) -> BoxFuture<'_, RuntimeResult<ExecOutput>>;
+    fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<'_, RuntimeResult<ExecOutput>>;
     /// A container's log (stdout and stderr), as chunks of bytes.
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, RuntimeResult<Vec<u8>>>;
     fn stats(&self, id: &str) -> BoxFuture<'_, RuntimeResult<Usage>>;
