@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub mod docker;
+pub mod sim;
 
 /// Label keys on everything Corral creates in the engine.
 pub mod labels {
