@@ -57,8 +57,10 @@ impl Watch {
                         continue;
                     }
                     tracing::info!("container engine reachable again; resubscribed to its events");
+                    // The back-off is kept until an event arrives: an engine
+                    // that answers pings but refuses the subscription gets a
+                    // nudge every few seconds, not a storm.
                     self.broken = false;
-                    self.backoff = MIN_BACKOFF;
                     self.events = Some(self.docker.events(Some(self.options.clone())).boxed());
                     return;
                 }
@@ -66,7 +68,10 @@ impl Watch {
             }
             let next = self.events.as_mut().expect("subscribed above").next().await;
             match next {
-                Some(Ok(_)) => return,
+                Some(Ok(_)) => {
+                    self.backoff = MIN_BACKOFF;
+                    return;
+                }
                 Some(Err(e)) => tracing::warn!(error = %e, "container event stream broke"),
                 None => tracing::warn!("container event stream ended"),
             }
