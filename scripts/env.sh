@@ -1,11 +1,12 @@
-# Shared by scripts/up and scripts/test: installs what a fresh Debian machine
+# Shared by scripts/up, scripts/test and scripts/images: installs what a fresh Debian machine
 # lacks and picks the cargo target dir. Sourced, not run.
 
-# libclang for the rocksdb crate's bindgen; busybox-static for the images
-# later issues build without a registry.
-ensure_system_packages() {
-  local missing=()
-  dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+# Installs the Debian packages among "$@" that are missing.
+ensure_debian_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}" >&2
     local sudo=""
@@ -13,6 +14,13 @@ ensure_system_packages() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+}
+
+# libclang for the rocksdb crate's bindgen; busybox-static for the images
+# pods run, built without a registry (scripts/images, and the Docker
+# runtime's tests).
+ensure_system_packages() {
+  ensure_debian_packages libclang-dev busybox-static
   command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
 }
 

@@ -56,11 +56,14 @@ where
 async fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.map_err(|e| format!("read from {addr}: {e}"))?;
         let text = String::from_utf8_lossy(&buf).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer from {addr}: {text:?}"))?;
+        let (head, body) =
+            text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer from {addr}: {text:?}"))?;
         if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
             return Err(format!("{addr}{path}: {}", head.lines().next().unwrap_or_default()));
         }
@@ -189,7 +192,9 @@ async fn pods_run_restart_and_report_on_docker() {
     .await;
     assert_eq!(crasher.phase(), Some(PodPhase::Running));
     eventually("CrashLoopBackOff reported", Duration::from_secs(30), &nodes, || async {
-        pod(&client, "crasher").await.filter(|p| waiting_reason(p, "app").as_deref() == Some("CrashLoopBackOff"))
+        pod(&client, "crasher")
+            .await
+            .filter(|p| waiting_reason(p, "app").as_deref() == Some("CrashLoopBackOff"))
     })
     .await;
 
@@ -210,10 +215,19 @@ async fn pods_run_restart_and_report_on_docker() {
 
     // No registry: a missing image is a clear waiting reason.
     let missing = eventually("ErrImageNeverPull", Duration::from_secs(30), &nodes, || async {
-        pod(&client, "missing-image").await.filter(|p| waiting_reason(p, "app").as_deref() == Some("ErrImageNeverPull"))
+        pod(&client, "missing-image")
+            .await
+            .filter(|p| waiting_reason(p, "app").as_deref() == Some("ErrImageNeverPull"))
     })
     .await;
-    let message = missing.status.unwrap().container_statuses[0].state.clone().unwrap().waiting.unwrap().message.unwrap();
+    let message = missing.status.unwrap().container_statuses[0]
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message
+        .unwrap();
     assert!(message.contains("corral/not-built:1") && message.contains(&nodes.agents[0].name), "{message}");
 
     // Graceful delete: the node confirms and the pod object goes.
@@ -295,7 +309,8 @@ async fn services_balance_survive_rollouts_and_node_loss() {
         (ready == 3).then_some(())
     })
     .await;
-    let names: BTreeSet<String> = pods(&client, "app=web").await.into_iter().map(|p| p.metadata.name).collect();
+    let names: BTreeSet<String> =
+        pods(&client, "app=web").await.into_iter().map(|p| p.metadata.name).collect();
     for addr in [&a1, &a2] {
         let via: SocketAddr = format!("{addr}:{port}").parse().unwrap();
         let seen = eventually("every replica answers", Duration::from_secs(30), &nodes, || async {
@@ -310,7 +325,7 @@ async fn services_balance_survive_rollouts_and_node_loss() {
     let victim = names.iter().next().unwrap().clone();
     let container = docker_container_of(&victim, "web");
     docker(&["exec", &container, "rm", "/www/ready"]);
-    let via: SocketAddr = format!("{a1}:{port}").parse().unwrap();
+    let via: SocketAddr = format!("{}:{port}", a1).parse().unwrap();
     eventually("the unready pod left the service", Duration::from_secs(30), &nodes, || async {
         let p = pod(&client, &victim).await?;
         let seen = answers(via, 12).await;
@@ -360,7 +375,13 @@ async fn services_balance_survive_rollouts_and_node_loss() {
     .await;
     stop_tx.send(true).unwrap();
     let (ok, failed, versions) = load.await.unwrap();
-    assert!(failed.is_empty(), "{} of {} requests failed during the rollout: {:?}", failed.len(), ok + failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the rollout: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     assert!(ok > 50, "only {ok} requests went through");
     assert!(versions.contains("v1") && versions.contains("v2"), "{versions:?}");
 
@@ -368,7 +389,7 @@ async fn services_balance_survive_rollouts_and_node_loss() {
     nodes.kill(0);
     nodes.remove_containers_of(0);
     let lost = nodes.agents[0].name.clone();
-    let via2: SocketAddr = format!("{a2}:{port}").parse().unwrap();
+    let via2: SocketAddr = format!("{}:{port}", a2).parse().unwrap();
     eventually("the pods replaced on the other node", Duration::from_secs(90), &nodes, || async {
         let ps = pods(&client, "app=web").await;
         let live: Vec<&Pod> = ps
@@ -416,7 +437,10 @@ spec:
     nodes.kill(0);
     let ps = pods(&client, "app=sleepers").await;
     let (gone, kept) = (&ps[0], &ps[1]);
-    client.delete_object("pods", "default", &gone.metadata.name).await.expect("delete while the agent is down");
+    client
+        .delete_object("pods", "default", &gone.metadata.name)
+        .await
+        .expect("delete while the agent is down");
     nodes.restart(0);
 
     let gone_name = gone.metadata.name.clone();
@@ -427,7 +451,11 @@ spec:
     .await;
     // The kept pod's containers are the same ones: adopted, not recreated.
     let after = containers_by_pod(&nodes.run_id);
-    assert_eq!(after.get(&kept.metadata.name), before.get(&kept.metadata.name), "containers of a running pod changed");
+    assert_eq!(
+        after.get(&kept.metadata.name),
+        before.get(&kept.metadata.name),
+        "containers of a running pod changed"
+    );
     // The deployment replaced the deleted pod: two ready pods, each with one sandbox and one app container.
     eventually("2 ready pods again", Duration::from_secs(60), &nodes, || async {
         let ready = pods(&client, "app=sleepers").await.iter().filter(|p| p.is_ready()).count();

@@ -67,7 +67,11 @@ pub async fn run(cli: &Cli, args: &NodeArgs) -> Result<()> {
         match k.as_str() {
             "cpu" => cfg.cpu = Some(q),
             "memory" => cfg.memory = Some(q),
-            other => return Err(CliError::msg(format!("--capacity: unknown resource {other:?}; use cpu or memory"))),
+            other => {
+                return Err(CliError::msg(format!(
+                    "--capacity: unknown resource {other:?}; use cpu or memory"
+                )))
+            }
         }
     }
     cfg.heartbeat = Duration::from_millis(args.heartbeat_ms);

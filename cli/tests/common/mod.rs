@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -27,8 +27,10 @@ pub struct Nodes {
 
 /// Builds the test images once per process (no registry: from busybox-static).
 pub async fn ensure_images() {
-    let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
-    node::runtime::docker::images::ensure_busybox_images(&docker).await.expect("images build");
+    let runtime = node::runtime::docker::DockerRuntime::connect(node::runtime::docker::DEFAULT_NETWORK)
+        .await
+        .expect("docker");
+    node::runtime::docker::ensure_busybox_images(runtime.docker()).await.expect("images build");
 }
 
 impl Nodes {

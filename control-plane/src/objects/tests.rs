@@ -37,6 +37,7 @@ fn update_keeps_identity_and_status_and_bumps_generation_on_spec_change() {
     // The same manifest again: unchanged.
     let (_, expect, action) =
         plan_apply(obj(DEPLOY), Some((&stored, Revision(7))), Time(200), &mut uid()).unwrap();
+    assert_eq!(action, Action::Unchanged);
     assert_eq!((expect, action), (Expect::Revision(Revision(7)), Action::Unchanged));
     // A new image: configured, generation 2, status and uid kept.
     let (next, _, action) = plan_apply(
@@ -82,6 +83,7 @@ fn pod_specs_are_immutable_but_binding_survives_reapply() {
         p.spec.node_name = Some("n1".into());
     }
     let (_, _, action) = plan_apply(obj(pod), Some((&stored, Revision(3))), Time(2), &mut uid()).unwrap();
+    assert_eq!(action, Action::Unchanged);
     let err =
         plan_apply(obj(&pod.replace("busybox", "nginx")), Some((&stored, Revision(3))), Time(2), &mut uid())
             .unwrap_err();
@@ -147,6 +149,7 @@ fn apply_keeps_the_controllers_revision_annotations() {
     stored.meta_mut().annotations.insert("corral.io/revision-history".into(), "[]".into());
     let (next, _, action) =
         plan_apply(obj(DEPLOY), Some((&stored, Revision(7))), Time(200), &mut uid()).unwrap();
+    assert_eq!(action, Action::Unchanged);
     assert_eq!(
         next.meta().annotations.get("deployment.kubernetes.io/revision").map(String::as_str),
         Some("3")

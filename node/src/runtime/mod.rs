@@ -17,6 +17,9 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+pub mod docker;
+pub mod sim;
+
 /// Label keys on everything Corral creates in the engine.
 pub mod labels {
     /// Present (value "true") on every container, volume and network Corral created.
