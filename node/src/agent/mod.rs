@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use control_plane::api::meta::{ObjectMeta, Time};
-use control_plane::api::node::{NodeAddress, NodeSpec, NodeStatus};
+use control_plane::api::node::{NodeAddress, NodeStatus};
 use control_plane::api::pod::Condition;
 use control_plane::api::quantity::Quantity;
 use control_plane::api::{Node, Object, Pod, Service};
@@ -607,7 +607,7 @@ fn node_object(cfg: &AgentConfig, existing: Option<&Node>, now: Time) -> Node {
         api_version: "v1".into(),
         kind: "Node".into(),
         metadata,
-        spec: existing.map(|n| n.spec.clone()).unwrap_or_else(NodeSpec::default),
+        spec: existing.map(|n| n.spec.clone()).unwrap_or_default(),
         status: Some(NodeStatus {
             capacity: quantities.clone(),
             allocatable: quantities,
