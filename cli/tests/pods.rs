@@ -321,6 +321,64 @@ async fn services_balance_survive_rollouts_and_node_loss() {
         assert_eq!(seen.len(), 3, "through {via}");
     }
 
+    // From inside another pod: by DNS name and by the service variables.
+    apply(
+        &client,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  containers: [{name: c, image: corral/busybox:1, command: [sleep, '3600']}]\n",
+    )
+    .await;
+    eventually("the client pod Ready", Duration::from_secs(60), &nodes, || async {
+        pod(&client, "client").await.filter(|p| p.is_ready())
+    })
+    .await;
+    let inside = docker_container_of("client", "c");
+    let cluster_ip = match client.get_object("services", "default", "web").await.expect("service") {
+        Object::Service(svc) => svc.spec.cluster_ip.expect("a cluster IP"),
+        other => panic!("not a service: {other:?}"),
+    };
+    let exec = |script: String| {
+        let out = std::process::Command::new("docker")
+            .args(["exec", &inside, "sh", "-c", &script])
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    // The names resolve to the cluster IP (busybox's own resolver: a static
+    // glibc binary cannot resolve through libc, so wget gets the address).
+    // (busybox's nslookup applies the search list only to names without a
+    // dot, so "web.default" is left to resolvers that honour ndots:5.)
+    for name in ["web", "web.default.svc.cluster.local"] {
+        eventually(&format!("{name} resolves inside a pod"), Duration::from_secs(30), &nodes, || async {
+            let out = exec(format!("nslookup -type=a {name} 2>&1 || true"))?;
+            out.lines().any(|l| l.starts_with("Address") && l.trim_end().ends_with(&cluster_ip)).then_some(())
+        })
+        .await;
+    }
+    // HTTP by nc (busybox's wget crashes on non-loopback addresses in a
+    // static-glibc image): to the address the name resolves to, and to the
+    // service variables.
+    for target in [
+        format!("$(nslookup -type=a web | awk '/^Address/ {{a=$2}} END {{print a}}') {port}"),
+        "$WEB_SERVICE_HOST $WEB_SERVICE_PORT".to_string(),
+    ] {
+        let seen =
+            eventually(&format!("{target} from inside a pod"), Duration::from_secs(30), &nodes, || async {
+                let mut seen = BTreeSet::new();
+                for _ in 0..9 {
+                    let script = format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {target}");
+                    if let Some(reply) = exec(script) {
+                        if reply.starts_with("HTTP/1.") {
+                            let body = reply.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+                            seen.insert(body.split_whitespace().next().unwrap_or_default().to_string());
+                        }
+                    }
+                }
+                (seen == names).then_some(seen)
+            })
+            .await;
+        assert_eq!(seen.len(), 3, "{target}");
+    }
+
     // Readiness: remove one pod's /ready; it leaves the endpoints and the proxy stops sending to it.
     let victim = names.iter().next().unwrap().clone();
     let container = docker_container_of(&victim, "web");

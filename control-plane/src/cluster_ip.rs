@@ -4,7 +4,7 @@
 //! the Service's name with it), so pods reach a Service by name or by its
 //! `NAME_SERVICE_HOST` variable, and two Services may use the same port.
 //!
-//! Uniqueness is a claim key per address (`/registry/clusterips/<ip>`),
+//! Uniqueness is a claim key per address (`/corral/clusterips/<ip>`, outside the object registry),
 //! created in the same transaction as the Service (and removed with it)
 //! with compare-and-swap: two Services can never hold one address.
 
@@ -15,7 +15,10 @@ use std::net::Ipv4Addr;
 pub const RANGE_BASE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 0);
 pub const RANGE_PREFIX: u8 = 16;
 
-pub const CLAIM_PREFIX: &[u8] = b"/registry/clusterips/";
+/// Where every node agent's DNS responder answers pods: never a Service's.
+pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+pub const CLAIM_PREFIX: &[u8] = b"/corral/clusterips/";
 
 pub fn claim_key(ip: Ipv4Addr) -> Vec<u8> {
     let mut key = CLAIM_PREFIX.to_vec();
@@ -49,7 +52,7 @@ pub fn allocate(namespace: &str, name: &str, taken: &BTreeSet<Ipv4Addr>) -> Opti
         .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
     (0..usable)
         .map(|i| Ipv4Addr::from(u32::from(RANGE_BASE) + 2 + (seed.wrapping_add(i) % usable)))
-        .find(|ip| !taken.contains(ip))
+        .find(|ip| !taken.contains(ip) && *ip != DNS_IP)
 }
 
 /// Checks a `spec.clusterIP` a user wrote: `None` (headless), empty
@@ -65,6 +68,9 @@ pub fn validate_requested(requested: &str) -> Result<Option<Ipv4Addr>, String> {
                 return Err(format!(
                     "spec.clusterIP: Invalid value: {ip:?}: provided IP is not in the valid range {RANGE_BASE}/{RANGE_PREFIX}"
                 ));
+            }
+            if parsed == DNS_IP {
+                return Err(format!("spec.clusterIP: Invalid value: {ip:?}: reserved for the cluster DNS"));
             }
             Ok(Some(parsed))
         }
@@ -103,7 +109,7 @@ mod tests {
         assert_eq!(validate_requested(""), Ok(None));
         assert_eq!(validate_requested("None"), Ok(None));
         assert_eq!(validate_requested("10.96.3.4"), Ok(Some(Ipv4Addr::new(10, 96, 3, 4))));
-        for bad in ["10.97.0.1", "10.96.0.0", "10.96.0.1", "10.96.255.255", "web", "::1"] {
+        for bad in ["10.96.0.10", "10.97.0.1", "10.96.0.0", "10.96.0.1", "10.96.255.255", "web", "::1"] {
             assert!(validate_requested(bad).is_err(), "{bad}");
         }
         assert!(validate_requested("10.97.0.1").unwrap_err().starts_with("spec.clusterIP: Invalid value"));

@@ -106,6 +106,7 @@ impl Harness {
             ports: vec![],
             dns_servers: vec![],
             dns_search: vec![],
+            dns_options: vec![],
             empty_dirs: vec![],
             extra_labels: self.test_labels(),
         }

@@ -24,7 +24,9 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 mod probes;
+pub mod service_ips;
 
+use crate::dns;
 use crate::pod_sync::{self, Action, SyncConfig};
 use crate::proxy::{self, Proxy};
 use crate::reflector::{self, Reflected};
@@ -32,6 +34,7 @@ use crate::runtime::{
     ContainerConfig, ContainerInfo, Mount, MountSource, PodRef, PortMapping, PortProtocol, Runtime,
     SandboxConfig,
 };
+use control_plane::cluster_ip;
 
 /// How an agent runs.
 #[derive(Debug, Clone)]
@@ -93,10 +96,20 @@ pub async fn run(
     let pods = reflector::reflect(client.clone(), "pods", cancel.clone());
     let services = reflector::reflect(client.clone(), "services", cancel.clone());
     let endpoints = reflector::reflect(client.clone(), "endpoints", cancel.clone());
-    let proxying = tokio::spawn(proxy_loop(cfg.address, services.clone(), endpoints, cancel.clone()));
+    let network = match runtime.pod_network().await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(node = %cfg.name, error = %e, "no pod network: services are reachable on the node address only");
+            None
+        }
+    };
+    let proxying =
+        tokio::spawn(proxy_loop(cfg.address, network.clone(), services.clone(), endpoints, cancel.clone()));
+    let dns = tokio::spawn(dns_loop(network.is_some(), services.clone(), cancel.clone()));
     let prober = probes::Prober::new(runtime.clone());
     let probing = tokio::spawn(prober.clone().run(cancel.clone()));
     let agent = Agent {
+        dns_server: network.as_ref().map(|_| IpAddr::V4(cluster_ip::DNS_IP)),
         prober,
         client,
         runtime,
@@ -111,11 +124,13 @@ pub async fn run(
         images: Mutex::new(BTreeMap::new()),
     };
     agent.sync_loop(pods, services, &cancel).await;
-    let _ = tokio::join!(beats, proxying, probing);
+    let _ = tokio::join!(beats, proxying, probing, dns);
     Ok(())
 }
 
 struct Agent {
+    /// The cluster DNS address pods are given (none without a pod network).
+    dns_server: Option<IpAddr>,
     prober: probes::Prober,
     client: CorralClient,
     runtime: Arc<dyn Runtime>,
@@ -247,7 +262,8 @@ impl Agent {
                     );
                 }
                 Action::CreateSandbox => {
-                    match self.runtime.create_sandbox(&sandbox_config(pod, &self.cfg)).await {
+                    match self.runtime.create_sandbox(&sandbox_config(pod, &self.cfg, self.dns_server)).await
+                    {
                         Ok(_) => again = true,
                         Err(e) => {
                             tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot create the pod sandbox")
@@ -404,14 +420,18 @@ impl Agent {
 }
 
 /// Keeps the proxy's listeners and backends in line with the Services and
-/// Endpoints: listeners on the node's address (and a Service's cluster IP).
+/// Endpoints: listeners on the node's address and on each Service's cluster
+/// IP, which it first adds to the pod network's bridge. Runs again every few
+/// seconds, so a listener that could not bind gets another chance.
 async fn proxy_loop(
     address: IpAddr,
+    network: Option<crate::runtime::PodNetwork>,
     mut services: tokio::sync::watch::Receiver<Reflected>,
     mut endpoints: tokio::sync::watch::Receiver<Reflected>,
     cancel: CancellationToken,
 ) {
     let proxy = Proxy::start(cancel.clone());
+    let mut ours = BTreeSet::new();
     loop {
         let (svcs, eps) = (services.borrow_and_update().clone(), endpoints.borrow_and_update().clone());
         if svcs.synced && eps.synced {
@@ -425,6 +445,17 @@ async fn proxy_loop(
                 .values()
                 .filter_map(|o| if let Object::Endpoints(e) = o { Some(e.clone()) } else { None })
                 .collect();
+            if let Some(net) = &network {
+                let mut want: BTreeSet<std::net::Ipv4Addr> = svcs
+                    .iter()
+                    .filter_map(|s| s.spec.cluster_ip.as_deref()?.parse().ok())
+                    .filter(|ip| cluster_ip::in_range(*ip))
+                    .collect();
+                want.insert(cluster_ip::DNS_IP);
+                if let Err(e) = service_ips::converge(&net.interface, &want, &mut ours).await {
+                    tracing::warn!(interface = %net.interface, error = %e, "cannot set the service addresses");
+                }
+            }
             let table = proxy::plan(&svcs, &eps, &[address]);
             for c in &table.conflicts {
                 tracing::warn!(conflict = %c, "service port conflict");
@@ -435,8 +466,60 @@ async fn proxy_loop(
             _ = cancel.cancelled() => return,
             r = services.changed() => if r.is_err() { return },
             r = endpoints.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
+}
+
+/// Answers pods' DNS queries for Service names at the cluster DNS address.
+/// Every agent of a host tries to serve it; one holds the address and the
+/// others keep trying, so another takes over when that one stops.
+async fn dns_loop(
+    enabled: bool,
+    mut services: tokio::sync::watch::Receiver<Reflected>,
+    cancel: CancellationToken,
+) {
+    if !enabled {
+        return;
+    }
+    let records = |r: &Reflected| {
+        let svcs: Vec<Service> = r
+            .objects
+            .values()
+            .filter_map(|o| if let Object::Service(s) = o { Some(s.clone()) } else { None })
+            .collect();
+        dns::records_from(&svcs)
+    };
+    let (tx, rx) = tokio::sync::watch::channel(records(&services.borrow_and_update()));
+    let feeding = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = services.changed() => if r.is_err() { return },
+                }
+                tx.send_replace(records(&services.borrow_and_update()));
+            }
+        })
+    };
+    let addr = std::net::SocketAddr::new(IpAddr::V4(cluster_ip::DNS_IP), 53);
+    while !cancel.is_cancelled() {
+        match dns::DnsResponder::bind(addr, rx.clone()).await {
+            Ok(responder) => {
+                tracing::info!(%addr, "serving cluster DNS");
+                if let Err(e) = responder.run(cancel.clone()).await {
+                    tracing::warn!(%addr, error = %e, "cluster DNS stopped");
+                }
+            }
+            Err(e) => tracing::debug!(%addr, error = %e, "cluster DNS address taken or missing; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+        }
+    }
+    let _ = feeding.await;
 }
 
 struct Outcome {
@@ -455,7 +538,7 @@ fn pod_ref(pod: &Pod) -> PodRef {
 /// The sandbox of `pod`: its hostname, its ports published on the node's
 /// address (a `hostPort` where given, an ephemeral port otherwise), its
 /// emptyDir volumes.
-pub fn sandbox_config(pod: &Pod, cfg: &AgentConfig) -> SandboxConfig {
+pub fn sandbox_config(pod: &Pod, cfg: &AgentConfig, dns: Option<IpAddr>) -> SandboxConfig {
     let ports = pod
         .spec
         .containers
@@ -479,12 +562,15 @@ pub fn sandbox_config(pod: &Pod, cfg: &AgentConfig) -> SandboxConfig {
         node: cfg.name.clone(),
         hostname: pod.metadata.name.chars().take(63).collect(),
         ports,
-        dns_servers: Vec::new(),
+        dns_servers: dns.into_iter().collect(),
         dns_search: vec![
             format!("{namespace}.svc.cluster.local"),
             "svc.cluster.local".into(),
             "cluster.local".into(),
         ],
+        // Kubernetes' ndots:5: "web.default" goes through the search list
+        // first (Docker's embedded resolver would otherwise say ndots:0).
+        dns_options: if dns.is_some() { vec!["ndots:5".into()] } else { Vec::new() },
         empty_dirs: pod
             .spec
             .volumes

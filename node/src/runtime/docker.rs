@@ -498,4 +498,8 @@ impl Runtime for DockerRuntime {
     fn changes(&self, node: &str) -> BoxStream<'static, ()> {
         events::changes(self.docker.clone(), node)
     }
+
+    fn pod_network(&self) -> BoxFuture<'_, RuntimeResult<Option<crate::runtime::PodNetwork>>> {
+        Box::pin(async move { network::pod_network(&self.docker, &self.network).await.map(Some) })
+    }
 }

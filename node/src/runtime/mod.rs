@@ -92,6 +92,8 @@ pub struct SandboxConfig {
     /// Name servers and search domains written into the pod's resolv.conf.
     pub dns_servers: Vec<IpAddr>,
     pub dns_search: Vec<String>,
+    /// resolv.conf options (`ndots:5`, as Kubernetes gives pods).
+    pub dns_options: Vec<String>,
     /// emptyDir volume names (as in the pod spec) to create for the pod.
     pub empty_dirs: Vec<String>,
     /// Extra labels (for example [`labels::TEST`]).
@@ -205,6 +207,15 @@ pub struct Usage {
     pub memory_bytes: u64,
 }
 
+/// The host side of the network pods join: the bridge interface (where
+/// the agent adds Service cluster IPs so pods reach the proxy) and its
+/// gateway address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    pub interface: String,
+    pub gateway: Option<IpAddr>,
+}
+
 /// A container engine. Object safe: the agent holds an `Arc<dyn Runtime>`.
 pub trait Runtime: Send + Sync + 'static {
     /// Whether `image` is present locally (there is no registry to pull from).
@@ -241,4 +252,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// removal), so the agent reports promptly; the agent also resyncs
     /// periodically, so a missed nudge costs latency, not correctness.
     fn changes(&self, node: &str) -> BoxStream<'static, ()>;
+    /// The pod network's host interface, or `None` for a runtime without one
+    /// (the simulation).
+    fn pod_network(&self) -> BoxFuture<'_, RuntimeResult<Option<PodNetwork>>>;
 }

@@ -444,6 +444,10 @@ impl Runtime for SimRuntime {
         async move { result }.boxed()
     }
 
+    fn pod_network(&self) -> BoxFuture<'_, RuntimeResult<Option<crate::runtime::PodNetwork>>> {
+        Box::pin(async { Ok(None) })
+    }
+
     fn changes(&self, node: &str) -> BoxStream<'static, ()> {
         let node = node.to_string();
         futures::stream::unfold(self.changes.subscribe(), move |mut rx| {

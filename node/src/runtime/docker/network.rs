@@ -44,6 +44,27 @@ pub(super) async fn ensure_network(docker: &Docker, name: &str) -> RuntimeResult
     }
 }
 
+/// The bridge interface of network `name` on this host and its gateway.
+pub(super) async fn pod_network(docker: &Docker, name: &str) -> RuntimeResult<crate::runtime::PodNetwork> {
+    let net = docker
+        .inspect_network(name, None)
+        .await
+        .map_err(|e| runtime_error(&format!("inspecting network {name}"), e))?;
+    let id = net.id.unwrap_or_default();
+    let interface = net
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+        .unwrap_or_else(|| format!("br-{}", id.get(..12).unwrap_or(&id)));
+    let gateway = net
+        .ipam
+        .and_then(|i| i.config)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.gateway.and_then(|g| g.parse().ok()));
+    Ok(crate::runtime::PodNetwork { interface, gateway })
+}
+
 async fn network_exists(docker: &Docker, name: &str) -> RuntimeResult<bool> {
     match docker.inspect_network(name, None).await {
         Ok(_) => Ok(true),

@@ -135,6 +135,7 @@ pub fn sandbox_body(config: &SandboxConfig, image: &str, network: &str) -> Conta
             dns: (!config.dns_servers.is_empty())
                 .then(|| config.dns_servers.iter().map(IpAddr::to_string).collect()),
             dns_search: (!config.dns_search.is_empty()).then(|| config.dns_search.clone()),
+            dns_options: (!config.dns_options.is_empty()).then(|| config.dns_options.clone()),
             restart_policy: Some(no_restart()),
             ..Default::default()
         }),
@@ -359,6 +360,7 @@ mod tests {
             ports: vec![],
             dns_servers: vec![],
             dns_search: vec![],
+            dns_options: vec![],
             empty_dirs: vec![],
             extra_labels: BTreeMap::new(),
         }

@@ -18,6 +18,7 @@ fn sandbox_config(uid: &str) -> SandboxConfig {
         ports: vec![],
         dns_servers: vec![],
         dns_search: vec![],
+        dns_options: vec![],
         empty_dirs: vec!["www".into()],
         extra_labels: BTreeMap::new(),
     }
