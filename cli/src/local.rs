@@ -149,6 +149,39 @@ impl LocalCluster {
         Ok(ProcessInfo { role: "master".into(), id, address, pid, data_dir, log })
     }
 
+    /// Spawns worker node `index` (1-based) named `node-<index>` at
+    /// 127.0.0.<10 + index>, talking to the masters, and records it.
+    pub fn spawn_node(&mut self, index: u64) -> io::Result<ProcessInfo> {
+        let name = format!("node-{index}");
+        let address = format!("127.0.0.{}", 10 + index);
+        let log = self.opts.state_dir.join(format!("{name}.log"));
+        let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut cmd = Command::new(&self.opts.exe);
+        cmd.arg("node")
+            .args(["--name", &name, "--address", &address, "--server", &self.file.addresses().join(",")])
+            .args(["--container-labels", &cluster_label(&self.opts.state_dir)])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot start {} node: {e}", self.opts.exe.display()))
+        })?;
+        let pid = child.id();
+        self.children.insert(pid, child);
+        let info = ProcessInfo {
+            role: "node".into(),
+            id: index,
+            address,
+            pid,
+            data_dir: self.opts.state_dir.clone(),
+            log,
+        };
+        self.file.nodes.push(info.clone());
+        self.file.save(&self.opts.state_dir)?;
+        Ok(info)
+    }
+
     /// Starts an extra master that joins the running cluster, and records it.
     pub fn add_master(&mut self, id: NodeId) -> io::Result<ProcessInfo> {
         let join = self.file.addresses().join(",");
@@ -315,10 +348,22 @@ fn stop_child(mut child: Child, grace: Duration) -> io::Result<()> {
 
 /// Whether `pid` is still a running `corral master` (not a reused pid).
 pub fn is_our_master(pid: u32, data_dir: &Path) -> bool {
+    is_ours(pid, "master", data_dir)
+}
+
+/// Whether `pid` is still a running `corral ROLE` whose arguments name
+/// `dir` (a master's data dir; a node's state dir, in its container label).
+pub fn is_ours(pid: u32, role: &str, dir: &Path) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let dir = data_dir.as_os_str().as_encoded_bytes();
-    args.contains(&b"master".as_slice()) && args.contains(&dir) && !is_zombie(pid)
+    let dir = dir.as_os_str().as_encoded_bytes();
+    let names_dir = args.iter().any(|a| a.windows(dir.len().max(1)).any(|w| w == dir));
+    args.contains(&role.as_bytes()) && names_dir && !is_zombie(pid)
+}
+
+/// The label on every container of the local cluster started from `state_dir`.
+pub fn cluster_label(state_dir: &Path) -> String {
+    format!("io.corral.cluster={}", state_dir.display())
 }
 
 fn is_zombie(pid: u32) -> bool {

@@ -13,9 +13,12 @@ pub struct UpArgs {
     /// How many masters (3 or 5 survive the loss of 1 or 2).
     #[arg(long, default_value_t = 3)]
     pub masters: usize,
-    /// Worker nodes to start (accepted; the node agent arrives in a later release).
-    #[arg(long, default_value_t = 0)]
+    /// Worker nodes to start (node-1 at 127.0.0.11, node-2 at 127.0.0.12, ...), on the local Docker engine.
+    #[arg(long, default_value_t = 2)]
     pub nodes: usize,
+    /// Do not deploy the demo web app.
+    #[arg(long)]
+    pub no_demo: bool,
     /// Where the cluster keeps its data, logs and cluster.json.
     #[arg(long, default_value = ".corral")]
     pub state_dir: PathBuf,
@@ -36,12 +39,6 @@ pub struct DownArgs {
 pub async fn run_up(args: &UpArgs) -> Result<()> {
     if args.masters == 0 {
         return Err(CliError::msg("--masters must be at least 1 (3 for a cluster that survives losing one)"));
-    }
-    if args.nodes > 0 {
-        eprintln!(
-            "note: --nodes {}: the worker node agent is not part of this build yet; starting the masters only",
-            args.nodes
-        );
     }
     if let Ok(existing) = ClusterFile::load(&args.state_dir) {
         let alive: Vec<String> = existing
@@ -77,15 +74,125 @@ pub async fn run_up(args: &UpArgs) -> Result<()> {
         .await
         .map_err(|e| CliError::msg(format!("{e}; see the logs in {}", args.state_dir.display())))?;
     let servers = cluster.file.addresses().join(",");
+    let mut cluster = cluster;
+    let demo = if args.nodes > 0 { start_nodes(&mut cluster, args).await? } else { None };
     cluster.detach();
     print!("{}", super::cluster::status_table(&status));
     println!("\ncluster state: {}", ClusterFile::path(&args.state_dir).display());
     println!("next: export CORRAL_SERVER={servers}");
-    println!("      corral kv put hello world && corral kv get hello");
+    if let Some(url) = demo {
+        println!(
+            "      curl {url}            # the demo app, through any node; answers from each replica in turn"
+        );
+        println!("      corral get pods -o wide; corral get nodes; corral get endpoints demo");
+        println!("      corral scale deployment/demo --replicas 5");
+    }
     println!("      corral cluster status");
-    println!("      kill -9 <the leader's pid from cluster.json>; corral cluster status   # a new leader within a second");
+    println!("      kill -9 <the leader's pid from cluster.json>; corral cluster status   # a new leader within 2 s; the app keeps serving");
     println!("      corral down --state-dir {}", args.state_dir.display());
     Ok(())
+}
+
+/// The demo app: 3 replicas of a busybox web server that answers with its
+/// pod's name, behind a Service on port 8080 of every node.
+const DEMO: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: demo}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: demo}}
+  template:
+    metadata: {labels: {app: demo}}
+    spec:
+      containers:
+      - name: web
+        image: corral/busybox:1
+        command: [sh, -c, 'mkdir -p /www && echo \"hello from $HOSTNAME\" > /www/index.html && exec httpd -f -p 8080 -h /www']
+        ports: [{containerPort: 8080, name: http}]
+        resources: {requests: {cpu: 50m, memory: 16Mi}, limits: {memory: 64Mi}}
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: demo}
+spec:
+  selector: {app: demo}
+  ports: [{port: 8080, targetPort: http}]
+";
+
+/// Builds the images if missing, starts the node agents, waits for them to
+/// be Ready and (unless --no-demo) deploys the demo app. Returns its URL.
+async fn start_nodes(cluster: &mut LocalCluster, args: &UpArgs) -> Result<Option<String>> {
+    eprintln!("building the local images (corral/busybox:1, corral/pause:1) if missing");
+    let runtime = node::runtime::docker::DockerRuntime::connect(node::runtime::docker::DEFAULT_NETWORK)
+        .await
+        .map_err(|e| CliError::msg(format!("cannot use Docker for the nodes: {e}")))?;
+    node::runtime::docker::ensure_busybox_images(runtime.docker())
+        .await
+        .map_err(|e| CliError::msg(e.to_string()))?;
+    for i in 1..=args.nodes as u64 {
+        let n = cluster.spawn_node(i).map_err(|e| CliError::msg(e.to_string()))?;
+        eprintln!("started node {} at {} (pid {}, log {})", i, n.address, n.pid, n.log.display());
+    }
+    let client = cluster.client();
+    let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
+    wait_until("nodes Ready", Duration::from_secs(60), || async {
+        let mut ready = 0;
+        for n in &names {
+            if let Ok(control_plane::api::Object::Node(node)) = client.get_object("nodes", "", n).await {
+                ready += usize::from(node.is_ready());
+            }
+        }
+        (ready == names.len(), format!("{ready}/{} nodes Ready", names.len()))
+    })
+    .await?;
+    if args.no_demo {
+        return Ok(None);
+    }
+    for obj in
+        control_plane::api::manifest::parse("demo.yaml", DEMO).map_err(|e| CliError::msg(format!("{e:?}")))?
+    {
+        let (stored, action) = client.apply(&obj).await.map_err(|e| CliError::msg(e.to_string()))?;
+        eprintln!("{}/{} {action}", stored.kind().qualified(), stored.meta().name);
+    }
+    wait_until("the demo app ready", Duration::from_secs(90), || async {
+        let ready = match client.list_objects("pods", "default", "app=demo").await {
+            Ok((pods, _)) => pods
+                .iter()
+                .filter(|p| matches!(p, control_plane::api::Object::Pod(p) if p.is_ready()))
+                .count(),
+            Err(_) => 0,
+        };
+        (ready == 3, format!("{ready}/3 demo pods ready"))
+    })
+    .await?;
+    Ok(Some("http://127.0.0.11:8080/".to_string()))
+}
+
+/// Polls `check` every 250 ms, printing its progress when it changes.
+async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (bool, String)>,
+{
+    let deadline = std::time::Instant::now() + within;
+    let mut last = String::new();
+    loop {
+        let (done, progress) = check().await;
+        if progress != last {
+            eprintln!("  {progress}");
+            last = progress;
+        }
+        if done {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::msg(format!(
+                "{what}: not within {within:?} ({last}); see the logs in the state dir"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 pub async fn run_down(args: &DownArgs) -> Result<()> {
@@ -95,14 +202,18 @@ pub async fn run_down(args: &DownArgs) -> Result<()> {
             args.state_dir.display()
         ))
     })?;
-    for p in file.masters.iter().chain(&file.nodes) {
-        if !local::is_our_master(p.pid, &p.data_dir) {
+    // Nodes first: their pods keep running without them, and are removed below.
+    for p in file.nodes.iter().chain(&file.masters) {
+        if !local::is_ours(p.pid, &p.role, &p.data_dir) {
             eprintln!("{} {} (pid {}) is not running", p.role, p.id, p.pid);
             continue;
         }
         local::stop_pid(p.pid, Duration::from_secs(10))
             .map_err(|e| CliError::msg(format!("cannot stop {} {} (pid {}): {e}", p.role, p.id, p.pid)))?;
         eprintln!("stopped {} {} (pid {})", p.role, p.id, p.pid);
+    }
+    if !file.nodes.is_empty() {
+        remove_containers(&local::cluster_label(&args.state_dir));
     }
     if args.purge {
         std::fs::remove_dir_all(&args.state_dir)
@@ -112,4 +223,24 @@ pub async fn run_down(args: &DownArgs) -> Result<()> {
         let _ = std::fs::remove_file(ClusterFile::path(&args.state_dir));
     }
     Ok(())
+}
+
+/// Removes every container and volume labelled `label` (the demo's pods).
+fn remove_containers(label: &str) {
+    let list = |args: &[&str]| -> Vec<String> {
+        std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    };
+    let containers = list(&["ps", "-aq", "--filter", &format!("label={label}")]);
+    if !containers.is_empty() {
+        let _ = std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&containers).output();
+        eprintln!("removed {} containers", containers.len());
+    }
+    let volumes = list(&["volume", "ls", "-q", "--filter", &format!("label={label}")]);
+    if !volumes.is_empty() {
+        let _ = std::process::Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
+    }
 }
