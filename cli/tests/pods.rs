@@ -112,6 +112,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: duo}
 spec:
+  terminationGracePeriodSeconds: 3
   volumes: [{name: shared, emptyDir: {}}]
   containers:
   - name: server
@@ -139,7 +140,7 @@ metadata: {name: once}
 spec:
   restartPolicy: Never
   containers:
-  - {name: app, image: corral/busybox:1, command: [sh, -c, 'exit 4']}
+  - {name: app, image: corral/busybox:1, command: [sh, -c, 'echo line-1; echo goodbye; exit 4']}
 ---
 apiVersion: v1
 kind: Pod
@@ -206,6 +207,14 @@ async fn pods_run_restart_and_report_on_docker() {
     let state = once.status.as_ref().unwrap().container_statuses[0].state.clone().unwrap();
     assert_eq!(state.terminated.map(|t| t.exit_code), Some(4));
     assert_eq!(restarts(&once, "app"), 0);
+    // Its log, streamed from the node by `corral logs`.
+    let servers = _tc.cluster.file.addresses().join(",");
+    let logs = std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["logs", "once", "--tail", "1", "--server", &servers])
+        .output()
+        .expect("corral logs runs");
+    assert!(logs.status.success(), "corral logs: {}", String::from_utf8_lossy(&logs.stderr));
+    assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "goodbye");
 
     // A failing liveness probe restarts the container.
     eventually("the sick container restarted", Duration::from_secs(60), &nodes, || async {

@@ -15,8 +15,23 @@ use std::net::Ipv4Addr;
 pub const RANGE_BASE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 0);
 pub const RANGE_PREFIX: u8 = 16;
 
-/// Where every node agent's DNS responder answers pods: never a Service's.
-pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+/// Node agents' DNS responders answer at addresses of 10.96.255.0/24
+/// (never a Service's): each node its own, so agents of different clusters
+/// on one machine never answer each other's pods.
+pub const NODE_DNS_NET: Ipv4Addr = Ipv4Addr::new(10, 96, 255, 0);
+
+/// Whether `ip` is kept for node DNS responders.
+pub fn is_node_dns(ip: Ipv4Addr) -> bool {
+    ip.octets()[..3] == NODE_DNS_NET.octets()[..3]
+}
+
+/// The DNS addresses node `name` tries, in order: the first is derived
+/// from its name, the others follow it round the /24.
+pub fn node_dns_candidates(name: &str) -> impl Iterator<Item = Ipv4Addr> {
+    let seed = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    let base = u32::from(NODE_DNS_NET);
+    (0..254u32).map(move |i| Ipv4Addr::from(base + 1 + (seed.wrapping_add(i) % 254)))
+}
 
 pub const CLAIM_PREFIX: &[u8] = b"/corral/clusterips/";
 
@@ -52,7 +67,7 @@ pub fn allocate(namespace: &str, name: &str, taken: &BTreeSet<Ipv4Addr>) -> Opti
         .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
     (0..usable)
         .map(|i| Ipv4Addr::from(u32::from(RANGE_BASE) + 2 + (seed.wrapping_add(i) % usable)))
-        .find(|ip| !taken.contains(ip) && *ip != DNS_IP)
+        .find(|ip| !taken.contains(ip) && !is_node_dns(*ip))
 }
 
 /// Checks a `spec.clusterIP` a user wrote: `None` (headless), empty
@@ -69,8 +84,10 @@ pub fn validate_requested(requested: &str) -> Result<Option<Ipv4Addr>, String> {
                     "spec.clusterIP: Invalid value: {ip:?}: provided IP is not in the valid range {RANGE_BASE}/{RANGE_PREFIX}"
                 ));
             }
-            if parsed == DNS_IP {
-                return Err(format!("spec.clusterIP: Invalid value: {ip:?}: reserved for the cluster DNS"));
+            if is_node_dns(parsed) {
+                return Err(format!(
+                    "spec.clusterIP: Invalid value: {ip:?}: {NODE_DNS_NET}/24 is reserved for the nodes' DNS"
+                ));
             }
             Ok(Some(parsed))
         }
@@ -109,10 +126,24 @@ mod tests {
         assert_eq!(validate_requested(""), Ok(None));
         assert_eq!(validate_requested("None"), Ok(None));
         assert_eq!(validate_requested("10.96.3.4"), Ok(Some(Ipv4Addr::new(10, 96, 3, 4))));
-        for bad in ["10.96.0.10", "10.97.0.1", "10.96.0.0", "10.96.0.1", "10.96.255.255", "web", "::1"] {
+        for bad in ["10.96.255.7", "10.97.0.1", "10.96.0.0", "10.96.0.1", "10.96.255.255", "web", "::1"] {
             assert!(validate_requested(bad).is_err(), "{bad}");
         }
         assert!(validate_requested("10.97.0.1").unwrap_err().starts_with("spec.clusterIP: Invalid value"));
+    }
+
+    #[test]
+    fn node_dns_addresses_are_stable_distinct_and_never_allocated() {
+        let a: Vec<Ipv4Addr> = node_dns_candidates("node-1").collect();
+        assert_eq!(a.len(), 254);
+        assert_eq!(a.iter().collect::<BTreeSet<_>>().len(), 254);
+        assert!(a.iter().all(|ip| is_node_dns(*ip) && in_range(*ip)));
+        assert_eq!(node_dns_candidates("node-1").next(), Some(a[0]));
+        assert_ne!(node_dns_candidates("node-2").next(), Some(a[0]));
+        let taken: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        for i in 0..2000 {
+            assert!(!is_node_dns(allocate("ns", &format!("s{i}"), &taken).unwrap()));
+        }
     }
 
     #[test]

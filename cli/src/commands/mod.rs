@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_scheduler;
 pub mod cluster;
 pub mod kv;
+pub mod logs;
 pub mod master;
 pub mod node;
 pub mod objects;
@@ -87,6 +88,11 @@ pub enum Command {
     /// Set a deployment's replica count.
     #[command(after_help = "Example:\n  corral scale deployment/web --replicas 5")]
     Scale(objects::ScaleArgs),
+    /// Print or follow a container's log (from the node that runs the pod).
+    #[command(
+        after_help = "Examples:\n  corral logs web-7d4b9-x2x9q\n  corral logs duo -c server -f --tail 20"
+    )]
+    Logs(logs::LogsArgs),
     /// Roll deployments back.
     #[command(subcommand)]
     Rollout(ops::RolloutCommand),
@@ -138,6 +144,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Get(args) => objects::get(&cli, args).await,
         Command::Delete(args) => objects::delete(&cli, args).await,
         Command::Scale(args) => objects::scale(&cli, args).await,
+        Command::Logs(args) => logs::run(&cli, args).await,
         Command::Rollout(cmd) => ops::rollout(&cli, cmd).await,
         Command::Cordon(args) => ops::cordon(&cli, args, true).await,
         Command::Uncordon(args) => ops::cordon(&cli, args, false).await,

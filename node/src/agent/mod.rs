@@ -24,6 +24,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 mod probes;
+pub mod server;
 pub mod service_ips;
 
 use crate::dns;
@@ -105,11 +106,21 @@ pub async fn run(
     };
     let proxying =
         tokio::spawn(proxy_loop(cfg.address, network.clone(), services.clone(), endpoints, cancel.clone()));
-    let dns = tokio::spawn(dns_loop(network.is_some(), services.clone(), cancel.clone()));
+    // The node's DNS responder, bound before any pod is given its address.
+    let dns_server = match &network {
+        Some(net) => start_dns(&cfg.name, net, services.clone(), cancel.clone()).await,
+        None => None,
+    };
+    let serving = tokio::spawn(server::serve(
+        std::net::SocketAddr::new(cfg.address, server::PORT),
+        runtime.clone(),
+        cfg.name.clone(),
+        cancel.clone(),
+    ));
     let prober = probes::Prober::new(runtime.clone());
     let probing = tokio::spawn(prober.clone().run(cancel.clone()));
     let agent = Agent {
-        dns_server: network.as_ref().map(|_| IpAddr::V4(cluster_ip::DNS_IP)),
+        dns_server: dns_server.map(IpAddr::V4),
         prober,
         client,
         runtime,
@@ -124,7 +135,12 @@ pub async fn run(
         images: Mutex::new(BTreeMap::new()),
     };
     agent.sync_loop(pods, services, &cancel).await;
-    let _ = tokio::join!(beats, proxying, probing, dns);
+    let _ = tokio::join!(beats, proxying, probing, serving);
+    if let (Some(net), Some(addr)) = (&network, dns_server) {
+        if let Err(e) = service_ips::remove(&net.interface, addr).await {
+            tracing::warn!(%addr, error = %e, "cannot remove the node's DNS address");
+        }
+    }
     Ok(())
 }
 
@@ -446,12 +462,11 @@ async fn proxy_loop(
                 .filter_map(|o| if let Object::Endpoints(e) = o { Some(e.clone()) } else { None })
                 .collect();
             if let Some(net) = &network {
-                let mut want: BTreeSet<std::net::Ipv4Addr> = svcs
+                let want: BTreeSet<std::net::Ipv4Addr> = svcs
                     .iter()
                     .filter_map(|s| s.spec.cluster_ip.as_deref()?.parse().ok())
                     .filter(|ip| cluster_ip::in_range(*ip))
                     .collect();
-                want.insert(cluster_ip::DNS_IP);
                 if let Err(e) = service_ips::converge(&net.interface, &want, &mut ours).await {
                     tracing::warn!(interface = %net.interface, error = %e, "cannot set the service addresses");
                 }
@@ -471,17 +486,15 @@ async fn proxy_loop(
     }
 }
 
-/// Answers pods' DNS queries for Service names at the cluster DNS address.
-/// Every agent of a host tries to serve it; one holds the address and the
-/// others keep trying, so another takes over when that one stops.
-async fn dns_loop(
-    enabled: bool,
+/// Starts the node's DNS responder for Service names at the first free
+/// address of its candidates (added to the pod network's bridge), and keeps
+/// its records current. `None` when no address could be served.
+async fn start_dns(
+    node: &str,
+    net: &crate::runtime::PodNetwork,
     mut services: tokio::sync::watch::Receiver<Reflected>,
     cancel: CancellationToken,
-) {
-    if !enabled {
-        return;
-    }
+) -> Option<std::net::Ipv4Addr> {
     let records = |r: &Reflected| {
         let svcs: Vec<Service> = r
             .objects
@@ -491,8 +504,27 @@ async fn dns_loop(
         dns::records_from(&svcs)
     };
     let (tx, rx) = tokio::sync::watch::channel(records(&services.borrow_and_update()));
-    let feeding = {
-        let cancel = cancel.clone();
+    for candidate in cluster_ip::node_dns_candidates(node).take(16) {
+        if let Err(e) = service_ips::add(&net.interface, candidate).await {
+            tracing::warn!(interface = %net.interface, error = %e, "cannot add the node's DNS address; pods get Docker's DNS only");
+            return None;
+        }
+        let addr = std::net::SocketAddr::new(IpAddr::V4(candidate), 53);
+        let responder = match dns::DnsResponder::bind(addr, rx.clone()).await {
+            Ok(r) => r,
+            // Another node on this machine holds it: try the next one.
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "DNS address taken; trying the next");
+                continue;
+            }
+        };
+        tracing::info!(%addr, "serving cluster DNS for this node's pods");
+        let serving = cancel.clone();
+        tokio::spawn(async move {
+            if let Err(e) = responder.run(serving).await {
+                tracing::warn!(%addr, error = %e, "cluster DNS stopped");
+            }
+        });
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -501,25 +533,11 @@ async fn dns_loop(
                 }
                 tx.send_replace(records(&services.borrow_and_update()));
             }
-        })
-    };
-    let addr = std::net::SocketAddr::new(IpAddr::V4(cluster_ip::DNS_IP), 53);
-    while !cancel.is_cancelled() {
-        match dns::DnsResponder::bind(addr, rx.clone()).await {
-            Ok(responder) => {
-                tracing::info!(%addr, "serving cluster DNS");
-                if let Err(e) = responder.run(cancel.clone()).await {
-                    tracing::warn!(%addr, error = %e, "cluster DNS stopped");
-                }
-            }
-            Err(e) => tracing::debug!(%addr, error = %e, "cluster DNS address taken or missing; retrying"),
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
-        }
+        });
+        return Some(candidate);
     }
-    let _ = feeding.await;
+    tracing::warn!(node, "no free DNS address for this node; pods get Docker's DNS only");
+    None
 }
 
 struct Outcome {

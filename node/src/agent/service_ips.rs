@@ -21,7 +21,7 @@ pub fn diff(
     let add = want.difference(have).copied().collect();
     let remove = have
         .difference(want)
-        .filter(|ip| ours.contains(ip) && cluster_ip::in_range(**ip) && **ip != cluster_ip::DNS_IP)
+        .filter(|ip| ours.contains(ip) && cluster_ip::in_range(**ip) && !cluster_ip::is_node_dns(**ip))
         .copied()
         .collect();
     (add, remove)
@@ -81,6 +81,22 @@ pub async fn converge(
     Ok(())
 }
 
+/// Adds one /32 to `interface` (already there is fine).
+pub async fn add(interface: &str, addr: Ipv4Addr) -> Result<(), String> {
+    match ip(&["addr", "add", &format!("{addr}/32"), "dev", interface]).await {
+        Err(e) if e.contains("File exists") => Ok(()),
+        r => r.map(drop),
+    }
+}
+
+/// Removes one /32 from `interface` (already gone is fine).
+pub async fn remove(interface: &str, addr: Ipv4Addr) -> Result<(), String> {
+    match ip(&["addr", "del", &format!("{addr}/32"), "dev", interface]).await {
+        Err(e) if e.contains("Cannot assign") => Ok(()),
+        r => r.map(drop),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +107,7 @@ mod tests {
         let have: BTreeSet<Ipv4Addr> =
             [ip("10.96.0.5"), ip("10.96.0.6"), ip("10.96.0.7"), ip("172.18.0.1")].into();
         let want: BTreeSet<Ipv4Addr> = [ip("10.96.0.6"), ip("10.96.0.10")].into();
+        // (node DNS addresses are the DNS loop's, never removed here)
         // 10.96.0.7 was never ours: another cluster's agents hold it.
         let ours: BTreeSet<Ipv4Addr> = [ip("10.96.0.5"), ip("10.96.0.6"), ip("172.18.0.1")].into();
         assert_eq!(diff(&have, &want, &ours), (vec![ip("10.96.0.10")], vec![ip("10.96.0.5")]));
