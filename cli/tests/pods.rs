@@ -215,6 +215,11 @@ async fn pods_run_restart_and_report_on_docker() {
         .expect("corral logs runs");
     assert!(logs.status.success(), "corral logs: {}", String::from_utf8_lossy(&logs.stderr));
     assert_eq!(String::from_utf8_lossy(&logs.stdout).trim(), "goodbye");
+    // The node's Prometheus metrics.
+    let node_addr: SocketAddr = format!("{}:10250", nodes.agents[0].address).parse().unwrap();
+    let metrics = http_get(node_addr, "/metrics").await.expect("metrics");
+    assert!(metrics.contains("corral_node_pods{phase=\"Failed\"} 1"), "{metrics}");
+    assert!(metrics.contains("corral_node_sync_pass_seconds_count"), "{metrics}");
 
     // A failing liveness probe restarts the container.
     eventually("the sick container restarted", Duration::from_secs(60), &nodes, || async {

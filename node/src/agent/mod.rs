@@ -23,6 +23,7 @@ use control_plane::{ClientError, CorralClient};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+pub mod metrics;
 mod probes;
 pub mod server;
 pub mod service_ips;
@@ -104,8 +105,15 @@ pub async fn run(
             None
         }
     };
-    let proxying =
-        tokio::spawn(proxy_loop(cfg.address, network.clone(), services.clone(), endpoints, cancel.clone()));
+    let metrics = Arc::new(metrics::NodeMetrics::new());
+    let proxying = tokio::spawn(proxy_loop(
+        cfg.address,
+        network.clone(),
+        services.clone(),
+        endpoints,
+        metrics.clone(),
+        cancel.clone(),
+    ));
     // The node's DNS responder, bound before any pod is given its address.
     let dns_server = match &network {
         Some(net) => start_dns(&cfg.name, net, services.clone(), cancel.clone()).await,
@@ -115,11 +123,13 @@ pub async fn run(
         std::net::SocketAddr::new(cfg.address, server::PORT),
         runtime.clone(),
         cfg.name.clone(),
+        metrics.clone(),
         cancel.clone(),
     ));
     let prober = probes::Prober::new(runtime.clone());
     let probing = tokio::spawn(prober.clone().run(cancel.clone()));
     let agent = Agent {
+        metrics,
         dns_server: dns_server.map(IpAddr::V4),
         prober,
         client,
@@ -145,6 +155,7 @@ pub async fn run(
 }
 
 struct Agent {
+    metrics: Arc<metrics::NodeMetrics>,
     /// The cluster DNS address pods are given (none without a pod network).
     dns_server: Option<IpAddr>,
     prober: probes::Prober,
@@ -199,6 +210,7 @@ impl Agent {
 
     /// One pass over every pod of this node.
     async fn pass(&self, view: &Reflected, services: &reflector::Objects) -> Outcome {
+        let started = Instant::now();
         let mine: Vec<&Pod> = view
             .objects
             .values()
@@ -253,6 +265,7 @@ impl Agent {
                 (a, b) => a.or(b),
             };
         }
+        self.metrics.observe_pass(&mine, started.elapsed().as_secs_f64());
         outcome
     }
 
@@ -444,6 +457,7 @@ async fn proxy_loop(
     network: Option<crate::runtime::PodNetwork>,
     mut services: tokio::sync::watch::Receiver<Reflected>,
     mut endpoints: tokio::sync::watch::Receiver<Reflected>,
+    metrics: Arc<metrics::NodeMetrics>,
     cancel: CancellationToken,
 ) {
     let proxy = Proxy::start(cancel.clone());
@@ -477,6 +491,7 @@ async fn proxy_loop(
             }
             proxy.apply(&table).await;
         }
+        metrics.observe_proxy(&proxy.stats());
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = services.changed() => if r.is_err() { return },

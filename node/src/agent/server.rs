@@ -1,5 +1,6 @@
 //! The agent's own HTTP endpoint on the node's address (port 10250, as
-//! kubelet's): `corral logs` streams a container's log from here.
+//! kubelet's): `corral logs` streams a container's log from here, and
+//! Prometheus scrapes `/metrics`.
 //!
 //! `GET /logs/{namespace}/{pod}/{container}?follow=true&tail=N` answers
 //! with the log of the container's latest start, as plain text.
@@ -14,6 +15,7 @@ use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::NodeMetrics;
 use crate::runtime::{LogOptions, Runtime};
 
 /// The port the agent serves on, at the node's address.
@@ -55,8 +57,21 @@ fn text(status: StatusCode, message: String) -> Response<Body> {
     Response::builder().status(status).body(body).expect("a static response builds")
 }
 
-async fn handle(runtime: Arc<dyn Runtime>, node: String, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    runtime: Arc<dyn Runtime>,
+    node: String,
+    metrics: Arc<NodeMetrics>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    if req.uri().path() == "/metrics" {
+        let body =
+            Full::new(Bytes::from(metrics.render())).map_err(|e: Infallible| match e {}).boxed_unsync();
+        return Response::builder()
+            .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(body)
+            .expect("a metrics response builds");
+    }
     let wanted = match parse_logs_path(&target) {
         Ok(w) => w,
         Err(e) => return text(StatusCode::NOT_FOUND, e),
@@ -105,7 +120,13 @@ async fn handle(runtime: Arc<dyn Runtime>, node: String, req: Request<Incoming>)
 
 /// Serves until `cancel`. A bind failure is logged, not fatal: pods run
 /// without it, only `corral logs` is unavailable for this node.
-pub async fn serve(addr: SocketAddr, runtime: Arc<dyn Runtime>, node: String, cancel: CancellationToken) {
+pub async fn serve(
+    addr: SocketAddr,
+    runtime: Arc<dyn Runtime>,
+    node: String,
+    metrics: Arc<NodeMetrics>,
+    cancel: CancellationToken,
+) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -125,11 +146,12 @@ pub async fn serve(addr: SocketAddr, runtime: Arc<dyn Runtime>, node: String, ca
                 }
             },
         };
-        let (runtime, node, cancel) = (runtime.clone(), node.clone(), cancel.clone());
+        let (runtime, node, metrics, cancel) =
+            (runtime.clone(), node.clone(), metrics.clone(), cancel.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let (runtime, node) = (runtime.clone(), node.clone());
-                async move { Ok::<_, Infallible>(handle(runtime, node, req).await) }
+                let (runtime, node, metrics) = (runtime.clone(), node.clone(), metrics.clone());
+                async move { Ok::<_, Infallible>(handle(runtime, node, metrics, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
