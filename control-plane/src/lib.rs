@@ -15,6 +15,7 @@ pub mod convert;
 pub mod error;
 pub mod leader;
 pub mod master;
+pub mod metrics;
 pub mod objects;
 pub mod scheduler;
 pub mod service;

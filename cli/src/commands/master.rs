@@ -33,6 +33,9 @@ pub struct MasterArgs {
     /// Join a running cluster through any of its masters (host:port,...).
     #[arg(long, value_delimiter = ',')]
     pub join: Vec<String>,
+    /// Serve Prometheus metrics (term, leadership, log indexes) over HTTP on this address.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_ms: u64,
@@ -127,7 +130,17 @@ pub async fn run(args: MasterArgs) -> Result<()> {
         }
     }
 
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = &args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::msg(format!("cannot serve metrics on {addr}: {e}")))?;
+        tracing::info!(master = args.id, %addr, "serving metrics");
+        tokio::spawn(control_plane::metrics::serve(listener, master.node().clone(), metrics_stop.clone()));
+    }
+
     wait_for_signal().await;
+    metrics_stop.cancel();
     tracing::info!(master = args.id, "shutting down");
     let _ = stop_tx.send(());
     master.shutdown().await;
