@@ -141,7 +141,7 @@ fn is_label_text(s: &str) -> bool {
 ///
 /// All of `match_labels` and all of `match_expressions` must hold; an empty selector matches
 /// everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     /// Labels that must be present with exactly these values.
@@ -153,7 +153,7 @@ pub struct LabelSelector {
 }
 
 /// One entry of `matchExpressions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     /// The label key the requirement is about.

@@ -25,6 +25,7 @@ mod tests;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::api::affinity::PodAffinityTerm;
 use crate::api::pod::PodPhase;
 use crate::api::{Node, Object, Pod};
 
@@ -75,6 +76,28 @@ pub struct NodeInfo {
     /// What the per-node plugins ask about `pods` for every candidate pod,
     /// indexed once (like `requested`); cleared by [`NodeInfo::add`].
     index: std::sync::OnceLock<PodIndex>,
+    /// How many of `pods` each affinity term (written in a given namespace)
+    /// selects, counted once per term instead of once per candidate pod;
+    /// cleared by [`NodeInfo::add`].
+    selected: MatchCache,
+}
+
+/// Counts of pods selected per (term, owner namespace), behind a lock so
+/// that scoring (which sees `&NodeInfo`) can fill it.
+#[derive(Debug, Default)]
+struct MatchCache(std::sync::Mutex<std::collections::HashMap<(PodAffinityTerm, String), usize>>);
+
+impl Clone for MatchCache {
+    fn clone(&self) -> Self {
+        MatchCache::default()
+    }
+}
+
+impl PartialEq for MatchCache {
+    /// A cache never makes two nodes different.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Facts about a node's pods that every scheduling cycle asks.
@@ -88,7 +111,13 @@ struct PodIndex {
 
 impl NodeInfo {
     pub fn new(node: Node, pods: Vec<SharedPod>) -> Self {
-        NodeInfo { node, pods, requested: std::sync::OnceLock::new(), index: std::sync::OnceLock::new() }
+        NodeInfo {
+            node,
+            pods,
+            requested: std::sync::OnceLock::new(),
+            index: std::sync::OnceLock::new(),
+            selected: MatchCache::default(),
+        }
     }
 
     /// Binds `pod` here in the snapshot.
@@ -96,6 +125,16 @@ impl NodeInfo {
         self.pods.push(pod);
         self.requested = std::sync::OnceLock::new();
         self.index = std::sync::OnceLock::new();
+        self.selected = MatchCache::default();
+    }
+
+    /// How many pods on the node `term`, written in the spec of `owner`, selects.
+    pub fn count_selected(&self, term: &PodAffinityTerm, owner: &Pod) -> usize {
+        let key = (term.clone(), owner.metadata.namespace_or_default().to_string());
+        let mut cache = self.selected.0.lock().expect("match cache");
+        *cache
+            .entry(key)
+            .or_insert_with(|| self.pods.iter().filter(|p| affinity_term::selects(term, owner, p)).count())
     }
 
     fn index(&self) -> &PodIndex {

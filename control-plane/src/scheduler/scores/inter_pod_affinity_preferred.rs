@@ -5,7 +5,7 @@
 
 use crate::api::affinity::WeightedPodAffinityTerm;
 use crate::api::Pod;
-use crate::scheduler::affinity_term::{preferred_affinity, preferred_anti_affinity, selects};
+use crate::scheduler::affinity_term::{preferred_affinity, preferred_anti_affinity};
 use crate::scheduler::{NodeInfo, Snapshot};
 
 /// For every pod on the node: plus the weight of each preferred affinity term that selects it,
@@ -16,9 +16,7 @@ pub fn score(pod: &Pod, node: &NodeInfo, _snapshot: &Snapshot) -> i64 {
 }
 
 fn weight_of_matches(pod: &Pod, terms: &[WeightedPodAffinityTerm], node: &NodeInfo) -> i64 {
-    let matches = |t: &WeightedPodAffinityTerm| {
-        node.pods.iter().filter(|p| selects(&t.pod_affinity_term, pod, p)).count()
-    };
+    let matches = |t: &WeightedPodAffinityTerm| node.count_selected(&t.pod_affinity_term, pod);
     terms.iter().map(|t| i64::from(t.weight) * matches(t) as i64).sum()
 }
 
