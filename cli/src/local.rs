@@ -152,14 +152,26 @@ impl LocalCluster {
     /// Spawns worker node `index` (1-based) named `node-<index>` at
     /// 127.0.0.<10 + index>, talking to the masters, and records it.
     pub fn spawn_node(&mut self, index: u64) -> io::Result<ProcessInfo> {
-        let name = format!("node-{index}");
-        let address = format!("127.0.0.{}", 10 + index);
+        self.spawn_node_as(index, &format!("node-{index}"), &format!("127.0.0.{}", 10 + index), &[])
+    }
+
+    /// Spawns a worker node agent `name` at `address` with `extra` flags
+    /// (more `--container-labels`, shorter heartbeats), and records it as
+    /// node `id`. Its containers carry [`cluster_label`] too.
+    pub fn spawn_node_as(
+        &mut self,
+        id: u64,
+        name: &str,
+        address: &str,
+        extra: &[String],
+    ) -> io::Result<ProcessInfo> {
         let log = self.opts.state_dir.join(format!("{name}.log"));
         let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let mut cmd = Command::new(&self.opts.exe);
         cmd.arg("node")
-            .args(["--name", &name, "--address", &address, "--server", &self.file.addresses().join(",")])
+            .args(["--name", name, "--address", address, "--server", &self.file.addresses().join(",")])
             .args(["--container-labels", &cluster_label(&self.opts.state_dir)])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
@@ -171,8 +183,8 @@ impl LocalCluster {
         self.children.insert(pid, child);
         let info = ProcessInfo {
             role: "node".into(),
-            id: index,
-            address,
+            id,
+            address: address.to_string(),
             pid,
             data_dir: self.opts.state_dir.clone(),
             log,
@@ -232,9 +244,11 @@ impl LocalCluster {
         }
     }
 
-    /// Stops every process this cluster started.
+    /// Stops every process this cluster started, nodes first: an agent
+    /// stopping cleanly (its DNS address off the bridge) needs no master,
+    /// but a node outliving the masters only logs errors.
     pub fn stop_all(&mut self) {
-        for pid in self.file.masters.iter().chain(&self.file.nodes).map(|p| p.pid).collect::<Vec<_>>() {
+        for pid in self.file.nodes.iter().chain(&self.file.masters).map(|p| p.pid).collect::<Vec<_>>() {
             let res = match self.children.remove(&pid) {
                 Some(child) => stop_child(child, Duration::from_secs(5)),
                 None => Ok(()),
@@ -364,6 +378,28 @@ pub fn is_ours(pid: u32, role: &str, dir: &Path) -> bool {
 /// The label on every container of the local cluster started from `state_dir`.
 pub fn cluster_label(state_dir: &Path) -> String {
     format!("io.corral.cluster={}", state_dir.display())
+}
+
+/// `docker rm -f` every container and `docker volume rm` every volume
+/// labelled `label` (`key=value`); returns how many containers went.
+/// Best effort: a missing or failing `docker` removes nothing.
+pub fn remove_labelled(label: &str) -> usize {
+    let list = |args: &[&str]| -> Vec<String> {
+        Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    };
+    let containers = list(&["ps", "-aq", "--filter", &format!("label={label}")]);
+    if !containers.is_empty() {
+        let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&containers).output();
+    }
+    let volumes = list(&["volume", "ls", "-q", "--filter", &format!("label={label}")]);
+    if !volumes.is_empty() {
+        let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
+    }
+    containers.len()
 }
 
 fn is_zombie(pid: u32) -> bool {

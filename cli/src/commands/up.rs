@@ -213,7 +213,10 @@ pub async fn run_down(args: &DownArgs) -> Result<()> {
         eprintln!("stopped {} {} (pid {})", p.role, p.id, p.pid);
     }
     if !file.nodes.is_empty() {
-        remove_containers(&local::cluster_label(&args.state_dir));
+        let removed = local::remove_labelled(&local::cluster_label(&args.state_dir));
+        if removed > 0 {
+            eprintln!("removed {removed} containers");
+        }
     }
     if args.purge {
         std::fs::remove_dir_all(&args.state_dir)
@@ -223,24 +226,4 @@ pub async fn run_down(args: &DownArgs) -> Result<()> {
         let _ = std::fs::remove_file(ClusterFile::path(&args.state_dir));
     }
     Ok(())
-}
-
-/// Removes every container and volume labelled `label` (the demo's pods).
-fn remove_containers(label: &str) {
-    let list = |args: &[&str]| -> Vec<String> {
-        std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect())
-            .unwrap_or_default()
-    };
-    let containers = list(&["ps", "-aq", "--filter", &format!("label={label}")]);
-    if !containers.is_empty() {
-        let _ = std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&containers).output();
-        eprintln!("removed {} containers", containers.len());
-    }
-    let volumes = list(&["volume", "ls", "-q", "--filter", &format!("label={label}")]);
-    if !volumes.is_empty() {
-        let _ = std::process::Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
-    }
 }

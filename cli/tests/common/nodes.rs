@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cli::local::remove_labelled;
 use control_plane::api::Object;
 use control_plane::CorralClient;
 
@@ -130,25 +131,6 @@ impl Nodes {
 
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
-    }
-}
-
-/// `docker rm -f` every container and `docker volume rm` every volume with `label`.
-pub fn remove_labelled(label: &str) {
-    let ids = |args: &[&str]| -> Vec<String> {
-        Command::new("docker")
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect())
-            .unwrap_or_default()
-    };
-    let containers = ids(&["ps", "-aq", "--filter", &format!("label={label}")]);
-    if !containers.is_empty() {
-        let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&containers).output();
-    }
-    let volumes = ids(&["volume", "ls", "-q", "--filter", &format!("label={label}")]);
-    if !volumes.is_empty() {
-        let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
     }
 }
 
