@@ -1,6 +1,7 @@
-//! `corral bench store`: write throughput and latency of a 3-master loopback
-//! cluster with durable writes, then leader failover times under load.
-//! Prints its figures; asserts nothing.
+//! `corral bench`: the benchmarks' arguments, and `corral bench store`:
+//! write throughput and latency of a 3-master loopback cluster with durable
+//! writes, then leader failover times under load. The other benchmarks live
+//! in `bench_*.rs`. Each prints its figures and asserts nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,29 @@ pub enum BenchCommand {
     /// Scheduling throughput through Raft: simulated nodes, many pods.
     #[command(after_help = "Example:\n  corral bench scheduler --nodes 1000 --pods 30000")]
     Scheduler(SchedulerBenchArgs),
+    /// The service proxy's requests/s, added latency and bulk MB/s against direct connections.
+    #[command(after_help = "Example:\n  corral bench proxy --requests 20000 --connections 8 --payload 1024")]
+    Proxy(ProxyBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyBenchArgs {
+    /// Round trips per measurement (direct and proxied, with kept-alive
+    /// connections and with a new connection per request).
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: u64,
+    /// Concurrent client connections (or connects in flight, per request).
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Bytes each request sends; the backend echoes them back.
+    #[arg(long, default_value_t = 1024)]
+    pub payload: usize,
+    /// MiB sent in one bulk transfer, direct and proxied (0 skips it).
+    #[arg(long, default_value_t = 256)]
+    pub bulk_mib: u64,
+    /// Every measurement stops after this long, even short of --requests.
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
+    pub max_time: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -71,6 +95,7 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Store(args) => store(args).await,
         BenchCommand::Scheduler(args) => super::bench_scheduler::run(args).await,
+        BenchCommand::Proxy(args) => super::bench_proxy::run(args).await,
     }
 }
 
