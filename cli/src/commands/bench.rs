@@ -23,9 +23,33 @@ pub enum BenchCommand {
     /// Scheduling throughput through Raft: simulated nodes, many pods.
     #[command(after_help = "Example:\n  corral bench scheduler --nodes 1000 --pods 30000")]
     Scheduler(SchedulerBenchArgs),
+    /// Pod startup latency on real node agents and Docker: apply to Running and Ready.
+    #[command(after_help = "Example:\n  corral bench pods --pods 50 --nodes 2")]
+    Pods(PodsBenchArgs),
     /// The service proxy's requests/s, added latency and bulk MB/s against direct connections.
     #[command(after_help = "Example:\n  corral bench proxy --requests 20000 --connections 8 --payload 1024")]
     Proxy(ProxyBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PodsBenchArgs {
+    #[arg(long, default_value_t = 3)]
+    pub masters: usize,
+    /// Node agents (`corral node` processes on the local Docker engine) at 127.0.0.21, .22, ...
+    #[arg(long, default_value_t = 2)]
+    pub nodes: usize,
+    /// Pods created one at a time, each timed from its apply to Running and Ready.
+    #[arg(long, default_value_t = 50)]
+    pub pods: usize,
+    /// Pods applied all at once afterwards, timed until every one is Ready (0 skips it).
+    #[arg(long, default_value_t = 50)]
+    pub burst: usize,
+    /// Give up when a pod (or the burst) is not Ready after this long.
+    #[arg(long, default_value = "120s", value_parser = super::parse_duration)]
+    pub pod_timeout: Duration,
+    /// Keep the cluster's data and logs here (default: a temp dir, removed afterwards).
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -95,6 +119,7 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Store(args) => store(args).await,
         BenchCommand::Scheduler(args) => super::bench_scheduler::run(args).await,
+        BenchCommand::Pods(args) => super::bench_pods::run(args).await,
         BenchCommand::Proxy(args) => super::bench_proxy::run(args).await,
     }
 }

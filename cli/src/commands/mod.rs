@@ -1,6 +1,7 @@
 //! Every `corral` subcommand: its arguments (one clap struct each) and its run function.
 
 pub mod bench;
+pub mod bench_pods;
 pub mod bench_proxy;
 pub mod bench_scheduler;
 pub mod cluster;
