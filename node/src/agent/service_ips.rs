@@ -40,6 +40,12 @@ pub fn parse_addresses(output: &str) -> BTreeSet<Ipv4Addr> {
         .collect()
 }
 
+/// `ip addr add` of an address the interface has: "File exists" (older
+/// iproute2) or "Address already assigned" (newer).
+fn already_there(error: &str) -> bool {
+    error.contains("File exists") || error.contains("already assigned")
+}
+
 async fn ip(args: &[&str]) -> Result<String, String> {
     let out = tokio::process::Command::new("ip")
         .args(args)
@@ -67,7 +73,7 @@ pub async fn converge(
         let cidr = format!("{a}/32");
         match ip(&["addr", "add", &cidr, "dev", interface]).await {
             // Another agent on this host was quicker.
-            Err(e) if e.contains("File exists") => {}
+            Err(e) if already_there(&e) => {}
             r => r.map(drop)?,
         }
     }
@@ -84,7 +90,7 @@ pub async fn converge(
 /// Adds one /32 to `interface` (already there is fine).
 pub async fn add(interface: &str, addr: Ipv4Addr) -> Result<(), String> {
     match ip(&["addr", "add", &format!("{addr}/32"), "dev", interface]).await {
-        Err(e) if e.contains("File exists") => Ok(()),
+        Err(e) if already_there(&e) => Ok(()),
         r => r.map(drop),
     }
 }
