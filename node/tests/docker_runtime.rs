@@ -255,8 +255,9 @@ async fn a_pod_serves_a_file_written_by_its_other_container_over_the_pod_ip_and_
         let host_port = published_port(&h.rt, &sandbox.id, 8080).await;
         for addr in [SocketAddr::new(pod_ip, 8080), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), host_port)] {
             let answer = h
-                .wait_for(&format!("the file at http://{addr}/"), Duration::from_secs(30), || {
-                    http_get(addr, "/index.html")
+                // The server may answer 404 before the writer has written the file.
+                .wait_for(&format!("the file at http://{addr}/"), Duration::from_secs(30), || async move {
+                    http_get(addr, "/index.html").await.filter(|a| a.contains("hello-from-writer"))
                 })
                 .await;
             assert!(answer.contains("hello-from-writer"), "{addr} answered {answer:?}");
