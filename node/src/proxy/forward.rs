@@ -69,6 +69,9 @@ pub struct ListenerStats {
     pub failed: u64,
 }
 
+/// Bytes buffered per direction of a forwarded connection.
+const COPY_BUFFER: usize = 64 * 1024;
+
 /// The running proxy. Share it by reference or `Arc`; every method takes
 /// `&self`. Each apply changes the listener map at once, under a lock, so
 /// of concurrent applies the last one to take it wins.
@@ -340,7 +343,9 @@ async fn serve(mut client: TcpStream, backends: Arc<[SocketAddr]>, first: usize,
     }
     tokio::select! {
         _ = conn.cancel.cancelled() => {}
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+        // 64 KiB buffers each way (tokio's default is 8 KiB): bulk transfers
+        // make 8 times fewer reads and writes.
+        copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, COPY_BUFFER, COPY_BUFFER) => {
             if let Err(error) = copied {
                 debug!(%error, "forwarded connection ended with an error");
             }
