@@ -28,7 +28,7 @@ pub fn is_node_dns(ip: Ipv4Addr) -> bool {
 /// The DNS addresses node `name` tries, in order: the first is derived
 /// from its name, the others follow it round the /24.
 pub fn node_dns_candidates(name: &str) -> impl Iterator<Item = Ipv4Addr> {
-    let seed = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    let seed = fnv1a(name);
     let base = u32::from(NODE_DNS_NET);
     (0..254u32).map(move |i| Ipv4Addr::from(base + 1 + (seed.wrapping_add(i) % 254)))
 }
@@ -44,6 +44,11 @@ pub fn claim_key(ip: Ipv4Addr) -> Vec<u8> {
 /// The address a claim key holds.
 pub fn ip_of_claim(key: &[u8]) -> Option<Ipv4Addr> {
     std::str::from_utf8(key.strip_prefix(CLAIM_PREFIX)?).ok()?.parse().ok()
+}
+
+/// FNV-1a: a stable spread of names over the range (not for security).
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
 fn size() -> u32 {
@@ -62,9 +67,7 @@ pub fn in_range(ip: Ipv4Addr) -> bool {
 /// same one), or the next free one after it. `None` when the range is full.
 pub fn allocate(namespace: &str, name: &str, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     let usable = size() - 3;
-    let seed = format!("{namespace}/{name}")
-        .bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    let seed = fnv1a(&format!("{namespace}/{name}"));
     (0..usable)
         .map(|i| Ipv4Addr::from(u32::from(RANGE_BASE) + 2 + (seed.wrapping_add(i) % usable)))
         .find(|ip| !taken.contains(ip) && !is_node_dns(*ip))

@@ -235,12 +235,14 @@ pub fn plan(
                 } else {
                     let delay = backoff(c.attempt, *started_at, *finished_at, cfg);
                     let due = finished_at.unwrap_or(now) + delay;
-                    if due <= now && sandbox.is_some() {
+                    if due <= now {
                         status.state = Some(waiting("ContainerCreating", None));
-                        actions
-                            .push(Action::StartContainer { name: spec.name.clone(), attempt: c.attempt + 1 });
-                    } else if due <= now {
-                        status.state = Some(waiting("ContainerCreating", None));
+                        if sandbox.is_some() {
+                            actions.push(Action::StartContainer {
+                                name: spec.name.clone(),
+                                attempt: c.attempt + 1,
+                            });
+                        }
                     } else {
                         let message = format!(
                             "back-off {}s restarting failed container={} pod={}",

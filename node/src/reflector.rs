@@ -40,6 +40,24 @@ pub struct Reflected {
     pub synced: bool,
 }
 
+impl Reflected {
+    /// The Services held (for a reflector of "services").
+    pub fn services(&self) -> Vec<control_plane::api::Service> {
+        self.objects
+            .values()
+            .filter_map(|o| if let Object::Service(s) = o { Some(s.clone()) } else { None })
+            .collect()
+    }
+
+    /// The Endpoints held (for a reflector of "endpoints").
+    pub fn endpoints(&self) -> Vec<control_plane::api::Endpoints> {
+        self.objects
+            .values()
+            .filter_map(|o| if let Object::Endpoints(e) = o { Some(e.clone()) } else { None })
+            .collect()
+    }
+}
+
 async fn run(
     client: CorralClient,
     kind: &'static str,

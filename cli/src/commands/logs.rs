@@ -4,7 +4,7 @@
 
 use clap::Args;
 use control_plane::api::Object;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use super::{Cli, CliError, Result};
 
@@ -67,27 +67,26 @@ pub async fn run(cli: &Cli, args: &LogsArgs) -> Result<()> {
         .await
         .map_err(|e| CliError::msg(format!("node {node_name:?}: {e}")))?;
     // Headers, then the body as it comes (HTTP/1.0: until the node closes).
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n =
-            stream.read(&mut byte).await.map_err(|e| CliError::msg(format!("node {node_name:?}: {e}")))?;
-        if n == 0 {
+    let failed = |e: std::io::Error| CliError::msg(format!("node {node_name:?}: {e}"));
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).await.map_err(failed)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).await.map_err(failed)? == 0 {
             return Err(CliError::msg(format!("node {node_name:?} closed the connection")));
         }
-        head.push(byte[0]);
+        if header.trim().is_empty() {
+            break;
+        }
     }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.lines().next().unwrap_or_default().to_string();
-    let mut out = tokio::io::stdout();
     if !status.contains(" 200") {
         let mut body = String::new();
-        let _ = stream.read_to_string(&mut body).await;
+        let _ = reader.read_to_string(&mut body).await;
         return Err(CliError::msg(format!("node {node_name:?}: {}", body.trim())));
     }
-    tokio::io::copy(&mut stream, &mut out)
-        .await
-        .map_err(|e| CliError::msg(format!("node {node_name:?}: {e}")))?;
+    let mut out = tokio::io::stdout();
+    tokio::io::copy(&mut reader, &mut out).await.map_err(failed)?;
     out.flush().await.ok();
     Ok(())
 }

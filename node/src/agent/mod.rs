@@ -92,9 +92,9 @@ pub async fn run(
     cfg: AgentConfig,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
-    register(&client, &cfg, &cancel).await?;
+    let Some(registered) = register(&client, &cfg, &cancel).await? else { return Ok(()) };
     tracing::info!(node = %cfg.name, address = %cfg.address, "node registered");
-    let beats = tokio::spawn(heartbeats(client.clone(), cfg.clone(), cancel.clone()));
+    let beats = tokio::spawn(heartbeats(client.clone(), cfg.clone(), registered, cancel.clone()));
     let pods = reflector::reflect(client.clone(), "pods", cancel.clone());
     let services = reflector::reflect(client.clone(), "services", cancel.clone());
     let endpoints = reflector::reflect(client.clone(), "endpoints", cancel.clone());
@@ -462,27 +462,27 @@ async fn proxy_loop(
 ) {
     let proxy = Proxy::start(cancel.clone());
     let mut ours = BTreeSet::new();
+    // Whether the bridge holds `ours`: the addresses are read and written
+    // again only when the set changes or the last attempt failed.
+    let mut converged = false;
     loop {
         let (svcs, eps) = (services.borrow_and_update().clone(), endpoints.borrow_and_update().clone());
         if svcs.synced && eps.synced {
-            let svcs: Vec<Service> = svcs
-                .objects
-                .values()
-                .filter_map(|o| if let Object::Service(s) = o { Some(s.clone()) } else { None })
-                .collect();
-            let eps: Vec<control_plane::api::Endpoints> = eps
-                .objects
-                .values()
-                .filter_map(|o| if let Object::Endpoints(e) = o { Some(e.clone()) } else { None })
-                .collect();
+            let (svcs, eps) = (svcs.services(), eps.endpoints());
             if let Some(net) = &network {
                 let want: BTreeSet<std::net::Ipv4Addr> = svcs
                     .iter()
                     .filter_map(|s| s.spec.cluster_ip.as_deref()?.parse().ok())
                     .filter(|ip| cluster_ip::in_range(*ip))
                     .collect();
-                if let Err(e) = service_ips::converge(&net.interface, &want, &mut ours).await {
-                    tracing::warn!(interface = %net.interface, error = %e, "cannot set the service addresses");
+                if !converged || want != ours {
+                    converged = match service_ips::converge(&net.interface, &want, &mut ours).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(interface = %net.interface, error = %e, "cannot set the service addresses");
+                            false
+                        }
+                    };
                 }
             }
             let table = proxy::plan(&svcs, &eps, &[address]);
@@ -510,14 +510,7 @@ async fn start_dns(
     mut services: tokio::sync::watch::Receiver<Reflected>,
     cancel: CancellationToken,
 ) -> Option<std::net::Ipv4Addr> {
-    let records = |r: &Reflected| {
-        let svcs: Vec<Service> = r
-            .objects
-            .values()
-            .filter_map(|o| if let Object::Service(s) = o { Some(s.clone()) } else { None })
-            .collect();
-        dns::records_from(&svcs)
-    };
+    let records = |r: &Reflected| dns::records_from(&r.services());
     let (tx, rx) = tokio::sync::watch::channel(records(&services.borrow_and_update()));
     for candidate in cluster_ip::node_dns_candidates(node).take(16) {
         if let Err(e) = service_ips::add(&net.interface, candidate).await {
@@ -762,31 +755,32 @@ fn host_memory() -> String {
 }
 
 /// Creates the Node (keeping what an operator set, such as a cordon) and
-/// reports it Ready. Retries until the cluster answers or `cancel`.
+/// reports it Ready; returns it as stored (`None`: cancelled). Retries until
+/// the cluster answers or `cancel`.
 async fn register(
     client: &CorralClient,
     cfg: &AgentConfig,
     cancel: &CancellationToken,
-) -> Result<(), AgentError> {
+) -> Result<Option<Node>, AgentError> {
     let mut delay = Duration::from_millis(200);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match try_register(client, cfg).await {
-            Ok(()) => return Ok(()),
+            Ok(node) => return Ok(Some(node)),
             Err(e) if Instant::now() > deadline => {
                 return Err(AgentError::Register { node: cfg.name.clone(), source: e });
             }
             Err(e) => tracing::info!(node = %cfg.name, error = %e, "registration failed; retrying"),
         }
         tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
+            _ = cancel.cancelled() => return Ok(None),
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<(), ClientError> {
+async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<Node, ClientError> {
     let existing = match client.get_object("nodes", "", &cfg.name).await {
         Ok(Object::Node(n)) => Some(n),
         Ok(_) | Err(ClientError::NotFound(_)) => None,
@@ -798,37 +792,40 @@ async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<(), Cl
         fresh.metadata.resource_version = None;
         client.apply(&Object::Node(fresh)).await?;
     }
-    let mut status = node;
-    status.metadata.resource_version = None;
-    client.update_status(&Object::Node(status)).await?;
-    Ok(())
+    report(client, cfg, &node).await
 }
 
-async fn heartbeats(client: CorralClient, cfg: AgentConfig, cancel: CancellationToken) {
+/// Writes the Ready status built from `known` (the Node as last stored);
+/// returns the Node as stored now.
+async fn report(client: &CorralClient, cfg: &AgentConfig, known: &Node) -> Result<Node, ClientError> {
+    let mut status = node_object(cfg, Some(known), SystemClock.now());
+    status.metadata.resource_version = None;
+    match client.update_status(&Object::Node(status)).await? {
+        Object::Node(n) => Ok(n),
+        other => Err(ClientError::Other(format!(
+            "node {:?}: the API answered with a {}",
+            cfg.name,
+            other.kind().name()
+        ))),
+    }
+}
+
+/// Renews the heartbeat every `cfg.heartbeat`: one status write from the
+/// Node as last stored, no read (a Node deleted by an operator is
+/// registered again).
+async fn heartbeats(client: CorralClient, cfg: AgentConfig, mut known: Node, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.heartbeat) => {}
         }
-        let existing = match client.get_object("nodes", "", &cfg.name).await {
-            Ok(Object::Node(n)) => Some(n),
-            Ok(_) | Err(ClientError::NotFound(_)) => None,
-            Err(e) => {
-                tracing::warn!(node = %cfg.name, error = %e, "heartbeat failed");
-                continue;
-            }
+        let result = match report(&client, &cfg, &known).await {
+            Err(ClientError::NotFound(_)) => try_register(&client, &cfg).await,
+            r => r,
         };
-        let result = match existing {
-            // Deleted by an operator: register again.
-            None => try_register(&client, &cfg).await,
-            Some(n) => {
-                let mut status = node_object(&cfg, Some(&n), SystemClock.now());
-                status.metadata.resource_version = None;
-                client.update_status(&Object::Node(status)).await.map(|_| ())
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(node = %cfg.name, error = %e, "heartbeat failed");
+        match result {
+            Ok(node) => known = node,
+            Err(e) => tracing::warn!(node = %cfg.name, error = %e, "heartbeat failed"),
         }
     }
 }

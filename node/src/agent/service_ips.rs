@@ -70,19 +70,10 @@ pub async fn converge(
     let (add, remove) = diff(&have, want, ours);
     *ours = want.clone();
     for a in add {
-        let cidr = format!("{a}/32");
-        match ip(&["addr", "add", &cidr, "dev", interface]).await {
-            // Another agent on this host was quicker.
-            Err(e) if already_there(&e) => {}
-            r => r.map(drop)?,
-        }
+        self::add(interface, a).await?;
     }
     for r in remove {
-        let cidr = format!("{r}/32");
-        match ip(&["addr", "del", &cidr, "dev", interface]).await {
-            Err(e) if e.contains("Cannot assign") => {}
-            r => r.map(drop)?,
-        }
+        self::remove(interface, r).await?;
     }
     Ok(())
 }
