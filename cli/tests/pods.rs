@@ -161,6 +161,17 @@ metadata: {name: missing-image}
 spec:
   containers:
   - {name: app, image: 'corral/not-built:1'}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: burner}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: corral/busybox:1
+    command: [sh, -c, 'while :; do :; done']
+    resources: {limits: {cpu: 500m, memory: 64Mi}}
 ";
 
 /// Two containers of one pod share localhost and an emptyDir volume; the
@@ -220,6 +231,26 @@ async fn pods_run_restart_and_report_on_docker() {
     let metrics = http_get(node_addr, "/metrics").await.expect("metrics");
     assert!(metrics.contains("corral_node_pods{phase=\"Failed\"} 1"), "{metrics}");
     assert!(metrics.contains("corral_node_sync_pass_seconds_count"), "{metrics}");
+
+    // Usage from Docker stats rides on the node's status: the burner's CPU,
+    // held to its 500m limit, and some memory.
+    let node_name = nodes.agents[0].name.clone();
+    let burner =
+        eventually("the burner's usage in the node status", Duration::from_secs(30), &nodes, || async {
+            let Ok(Object::Node(node)) = client.get_object("nodes", "", &node_name).await else {
+                return None;
+            };
+            let metrics = node.status?.metrics?;
+            metrics.pods.into_iter().find(|p| p.name == "burner" && p.total_millis("cpu") > 100)
+        })
+        .await;
+    let cpu = burner.total_millis("cpu");
+    assert!((100..=650).contains(&cpu), "a loop held to 500m used {cpu}m");
+    assert!(burner.total_millis("memory") > 0, "{burner:?}");
+    assert!(http_get(node_addr, "/metrics")
+        .await
+        .unwrap()
+        .contains("corral_node_pod_cpu_usage_cores{namespace=\"default\",pod=\"burner\"}"));
 
     // A failing liveness probe restarts the container.
     eventually("the sick container restarted", Duration::from_secs(60), &nodes, || async {

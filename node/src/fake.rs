@@ -92,6 +92,7 @@ fn node_object(spec: &FakeNodeSpec, index: usize, now: Time) -> Node {
                 type_: "InternalIP".into(),
                 address: format!("127.0.1.{}", index % 250 + 1),
             }],
+            metrics: None,
         }),
     }
 }

@@ -8,12 +8,14 @@
 //! - [`probe`]: liveness and readiness probes (state machine + execution).
 //! - [`proxy`]: the kube-proxy-style service proxy (planner + forwarder).
 //! - [`dns`]: the cluster DNS responder (service names to cluster IPs).
+//! - [`downward`]: env values from the pod itself (the downward API).
 //! - [`reflector`]: list + watch copies of the objects the agent needs.
 //! - [`fake`]: a fleet of simulated agents for control-plane tests and
 //!   benchmarks (no containers at all).
 
 pub mod agent;
 pub mod dns;
+pub mod downward;
 pub mod fake;
 pub mod pod_sync;
 pub mod probe;

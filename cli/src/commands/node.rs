@@ -36,6 +36,9 @@ pub struct NodeArgs {
     /// How often the node renews its heartbeat, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub heartbeat_ms: u64,
+    /// How often the pods' CPU and memory are sampled (reported with the heartbeat), in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub usage_interval_ms: u64,
     /// First restart back-off of a crashing container, in milliseconds (doubles up to the maximum).
     #[arg(long, default_value_t = 10_000)]
     pub backoff_ms: u64,
@@ -75,6 +78,7 @@ pub async fn run(cli: &Cli, args: &NodeArgs) -> Result<()> {
         }
     }
     cfg.heartbeat = Duration::from_millis(args.heartbeat_ms);
+    cfg.usage_interval = Duration::from_millis(args.usage_interval_ms);
     cfg.backoff_base = Duration::from_millis(args.backoff_ms);
     cfg.backoff_max = Duration::from_millis(args.max_backoff_ms.max(args.backoff_ms));
     cfg.extra_labels = pairs("container-labels", &args.container_labels)?;

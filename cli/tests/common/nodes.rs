@@ -60,7 +60,16 @@ impl Nodes {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&agent.log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_corral"))
             .args(["node", "--name", &agent.name, "--address", &agent.address, "--server", &self.servers])
-            .args(["--heartbeat-ms", "500", "--backoff-ms", "500", "--max-backoff-ms", "4000"])
+            .args([
+                "--heartbeat-ms",
+                "500",
+                "--usage-interval-ms",
+                "1000",
+                "--backoff-ms",
+                "500",
+                "--max-backoff-ms",
+                "4000",
+            ])
             .args(["--container-labels", &format!("io.corral.test={}", self.run_id)])
             .args(&self.extra)
             .env("RUST_LOG", "info,node=debug")

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// A point in time as Kubernetes writes it: RFC 3339, UTC, whole seconds
 /// (`2026-11-26T15:04:05Z`). Stored as seconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Time(pub i64);
 
 impl Time {

@@ -41,6 +41,55 @@ pub struct NodeStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<NodeAddress>,
+    /// Corral's extension: what the node's pods use, sampled by the agent
+    /// from the container engine (the shapes of `metrics.k8s.io`'s
+    /// NodeMetrics and PodMetrics). Carried by the heartbeat the agent
+    /// writes anyway, so usage costs no write of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<NodeMetrics>,
+}
+
+/// Usage of a node's pods over one sampling window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeMetrics {
+    /// When the samples were taken.
+    pub timestamp: Time,
+    /// The window the CPU rate is averaged over (`"10s"`).
+    pub window: String,
+    /// The sum over the pods: `cpu` (cores) and `memory` (working set bytes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, Quantity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodMetrics>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodMetrics {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerMetrics>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerMetrics {
+    pub name: String,
+    /// `cpu` and `memory`, as in `metrics.k8s.io`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, Quantity>,
+}
+
+impl PodMetrics {
+    /// The pod's usage of `resource` summed over its containers, in
+    /// thousandths (millicores for `cpu`, milli-bytes for `memory`).
+    pub fn total_millis(&self, resource: &str) -> u64 {
+        self.containers.iter().filter_map(|c| c.usage.get(resource)).map(Quantity::millis).sum()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

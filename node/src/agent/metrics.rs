@@ -23,6 +23,12 @@ struct PhaseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodLabel {
+    namespace: String,
+    pod: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenLabel {
     listen: String,
 }
@@ -36,6 +42,8 @@ pub struct NodeMetrics {
     accepted: Family<ListenLabel, Gauge<u64, AtomicU64>>,
     active: Family<ListenLabel, Gauge<u64, AtomicU64>>,
     failed: Family<ListenLabel, Gauge<u64, AtomicU64>>,
+    pod_cpu: Family<PodLabel, Gauge<f64, AtomicU64>>,
+    pod_memory: Family<PodLabel, Gauge<u64, AtomicU64>>,
 }
 
 impl Default for NodeMetrics {
@@ -55,7 +63,19 @@ impl NodeMetrics {
             accepted: Family::default(),
             active: Family::default(),
             failed: Family::default(),
+            pod_cpu: Family::default(),
+            pod_memory: Family::default(),
         };
+        registry.register(
+            "pod_cpu_usage_cores",
+            "CPU a pod used over the last sampling window, in cores",
+            m.pod_cpu.clone(),
+        );
+        registry.register(
+            "pod_memory_working_set_bytes",
+            "A pod's memory working set at the last sample",
+            m.pod_memory.clone(),
+        );
         registry.register("pods", "Pods bound to this node, by phase", m.pods.clone());
         registry.register(
             "container_restarts",
@@ -115,6 +135,17 @@ impl NodeMetrics {
         }
     }
 
+    /// Records the pods' usage from the last sample.
+    pub fn observe_usage(&self, usage: &control_plane::api::node::NodeMetrics) {
+        self.pod_cpu.clear();
+        self.pod_memory.clear();
+        for pod in &usage.pods {
+            let label = PodLabel { namespace: pod.namespace.clone(), pod: pod.name.clone() };
+            self.pod_cpu.get_or_create(&label).set(pod.total_millis("cpu") as f64 / 1000.0);
+            self.pod_memory.get_or_create(&label).set(pod.total_millis("memory") / 1000);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -147,6 +178,22 @@ mod tests {
             ListenerStats { accepted: 7, active: 1, failed: 2 },
         )]);
         m.observe_proxy(&stats);
+        let usage = control_plane::api::node::NodeMetrics {
+            pods: vec![control_plane::api::node::PodMetrics {
+                namespace: "default".into(),
+                name: "web".into(),
+                uid: None,
+                containers: vec![control_plane::api::node::ContainerMetrics {
+                    name: "c".into(),
+                    usage: BTreeMap::from([
+                        ("cpu".into(), "250m".parse().unwrap()),
+                        ("memory".into(), "2Ki".parse().unwrap()),
+                    ]),
+                }],
+            }],
+            ..Default::default()
+        };
+        m.observe_usage(&usage);
         let text = m.render();
         for line in [
             "corral_node_pods{phase=\"Running\"} 1",
@@ -155,6 +202,8 @@ mod tests {
             "corral_node_sync_pass_seconds_count 1",
             "corral_node_proxy_connections_accepted{listen=\"127.0.0.11:8080\"} 7",
             "corral_node_proxy_connections_failed{listen=\"127.0.0.11:8080\"} 2",
+            "corral_node_pod_cpu_usage_cores{namespace=\"default\",pod=\"web\"} 0.25",
+            "corral_node_pod_memory_working_set_bytes{namespace=\"default\",pod=\"web\"} 2048",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

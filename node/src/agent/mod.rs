@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use control_plane::api::meta::{ObjectMeta, Time};
-use control_plane::api::node::{NodeAddress, NodeStatus};
+use control_plane::api::node::{NodeAddress, NodeMetrics, NodeStatus};
 use control_plane::api::pod::Condition;
 use control_plane::api::quantity::Quantity;
 use control_plane::api::{Node, Object, Pod, Service};
@@ -27,8 +27,10 @@ pub mod metrics;
 mod probes;
 pub mod server;
 pub mod service_ips;
+pub mod usage;
 
 use crate::dns;
+use crate::downward;
 use crate::pod_sync::{self, Action, SyncConfig};
 use crate::proxy::{self, Proxy};
 use crate::reflector::{self, Reflected};
@@ -50,6 +52,8 @@ pub struct AgentConfig {
     pub memory: Option<Quantity>,
     pub max_pods: u32,
     pub heartbeat: Duration,
+    /// How often pods' CPU and memory are sampled (reported with the next heartbeat).
+    pub usage_interval: Duration,
     pub resync: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -69,6 +73,7 @@ impl AgentConfig {
             memory: None,
             max_pods: 110,
             heartbeat: Duration::from_secs(2),
+            usage_interval: Duration::from_secs(10),
             resync: Duration::from_secs(2),
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
@@ -94,7 +99,14 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let Some(registered) = register(&client, &cfg, &cancel).await? else { return Ok(()) };
     tracing::info!(node = %cfg.name, address = %cfg.address, "node registered");
-    let beats = tokio::spawn(heartbeats(client.clone(), cfg.clone(), registered, cancel.clone()));
+    let latest_usage = usage::Latest::default();
+    let beats = tokio::spawn(heartbeats(
+        client.clone(),
+        cfg.clone(),
+        registered,
+        latest_usage.clone(),
+        cancel.clone(),
+    ));
     let pods = reflector::reflect(client.clone(), "pods", cancel.clone());
     let services = reflector::reflect(client.clone(), "services", cancel.clone());
     let endpoints = reflector::reflect(client.clone(), "endpoints", cancel.clone());
@@ -106,6 +118,14 @@ pub async fn run(
         }
     };
     let metrics = Arc::new(metrics::NodeMetrics::new());
+    let sampling = tokio::spawn(usage::sample(
+        runtime.clone(),
+        cfg.name.clone(),
+        cfg.usage_interval,
+        latest_usage,
+        metrics.clone(),
+        cancel.clone(),
+    ));
     let proxying = tokio::spawn(proxy_loop(
         cfg.address,
         network.clone(),
@@ -128,7 +148,7 @@ pub async fn run(
     ));
     let prober = probes::Prober::new(runtime.clone());
     let probing = tokio::spawn(prober.clone().run(cancel.clone()));
-    let agent = Agent {
+    let agent = Arc::new(Agent {
         metrics,
         dns_server: dns_server.map(IpAddr::V4),
         prober,
@@ -143,9 +163,11 @@ pub async fn run(
         cfg,
         terminating: Arc::new(Mutex::new(BTreeSet::new())),
         images: Mutex::new(BTreeMap::new()),
-    };
+        busy: Mutex::new(BTreeSet::new()),
+        worker_done: tokio::sync::Notify::new(),
+    });
     agent.sync_loop(pods, services, &cancel).await;
-    let _ = tokio::join!(beats, proxying, probing, serving);
+    let _ = tokio::join!(beats, proxying, probing, serving, sampling);
     if let (Some(net), Some(addr)) = (&network, dns_server) {
         if let Err(e) = service_ips::remove(&net.interface, addr).await {
             tracing::warn!(%addr, error = %e, "cannot remove the node's DNS address");
@@ -167,11 +189,15 @@ struct Agent {
     terminating: Arc<Mutex<BTreeSet<String>>>,
     /// Whether an image is present, and when that was last asked.
     images: Mutex<BTreeMap<String, (bool, Instant)>>,
+    /// Pods whose worker is running their actions (by uid).
+    busy: Mutex<BTreeSet<String>>,
+    /// A pod worker finished: the sync loop looks again.
+    worker_done: tokio::sync::Notify,
 }
 
 impl Agent {
     async fn sync_loop(
-        &self,
+        self: &Arc<Self>,
         mut pods: tokio::sync::watch::Receiver<Reflected>,
         services: tokio::sync::watch::Receiver<Reflected>,
         cancel: &CancellationToken,
@@ -179,20 +205,16 @@ impl Agent {
         let mut changes = self.runtime.changes(&self.cfg.name);
         let probes_changed = self.prober.changed.clone();
         let mut wake_at: Option<SystemTime> = None;
-        let mut again = false;
         loop {
-            let sleep = match (again, wake_at) {
-                (true, _) => Duration::from_millis(50),
-                (false, Some(t)) => {
-                    t.duration_since(SystemTime::now()).unwrap_or_default().min(self.cfg.resync)
-                }
-                (false, None) => self.cfg.resync,
-            };
+            let sleep = wake_at.map_or(self.cfg.resync, |t| {
+                t.duration_since(SystemTime::now()).unwrap_or_default().min(self.cfg.resync)
+            });
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = pods.changed() => if r.is_err() { return },
                 _ = changes.next() => {}
                 _ = probes_changed.notified() => {}
+                _ = self.worker_done.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
             // Let a burst of changes arrive before a pass.
@@ -202,14 +224,13 @@ impl Agent {
                 continue;
             }
             let services = services.borrow().objects.clone();
-            let outcome = self.pass(&view, &services).await;
-            wake_at = outcome.wake_at;
-            again = outcome.again;
+            wake_at = self.pass(&view, &services).await;
         }
     }
 
-    /// One pass over every pod of this node.
-    async fn pass(&self, view: &Reflected, services: &reflector::Objects) -> Outcome {
+    /// One pass over every pod of this node; returns when the next is due
+    /// at the latest (a back-off or probe deadline).
+    async fn pass(self: &Arc<Self>, view: &Reflected, services: &reflector::Objects) -> Option<SystemTime> {
         let started = Instant::now();
         let mine: Vec<&Pod> = view
             .objects
@@ -223,7 +244,7 @@ impl Agent {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(node = %self.cfg.name, error = %e, "cannot list containers; retrying");
-                return Outcome { wake_at: None, again: false };
+                return None;
             }
         };
         let mut by_pod: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
@@ -236,8 +257,6 @@ impl Agent {
                 self.spawn_removal(uid.clone(), containers.clone(), self.cfg.orphan_grace, None);
             }
         }
-        let missing = self.missing_images(&mine, &by_pod).await;
-        let empty = Vec::new();
         let tracked: Vec<(&Pod, &[ContainerInfo])> = mine
             .iter()
             .map(|p| {
@@ -250,35 +269,60 @@ impl Agent {
             })
             .collect();
         self.prober.track(&tracked);
-        let verdicts = self.prober.verdicts();
-        let results = futures::future::join_all(mine.iter().map(|pod| {
+        let inputs = Arc::new(PassInputs {
+            verdicts: self.prober.verdicts(),
+            missing: self.missing_images(&mine, &by_pod).await,
+            by_pod,
+            services: services.clone(),
+        });
+        let mut wake_at = None;
+        for &pod in &mine {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let containers = by_pod.get(&uid).unwrap_or(&empty);
-            self.sync_pod(pod, containers, &missing, &verdicts, services)
-        }))
-        .await;
-        let mut outcome = Outcome { wake_at: None, again: false };
-        for r in results {
-            outcome.again |= r.again;
-            outcome.wake_at = match (outcome.wake_at, r.wake_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            if self.busy.lock().expect("busy pods").contains(&uid) {
+                continue; // its worker is still on it and wakes the loop when done
+            }
+            let containers = inputs.by_pod.get(&uid).map_or(&[][..], |v| v.as_slice());
+            let plan = pod_sync::plan(
+                pod,
+                containers,
+                &inputs.missing,
+                &inputs.verdicts,
+                SystemTime::now(),
+                &self.sync,
+            );
+            wake_at = earliest(wake_at, plan.wake_at);
+            let status_changed = plan.status.as_ref().is_some_and(|s| pod.status.as_ref() != Some(s));
+            if plan.actions.is_empty() && !status_changed {
+                continue;
+            }
+            // Each pod's actions run on their own worker, so a pod whose
+            // sandbox is up starts its containers without waiting for the
+            // slowest pod of a burst (the kubelet's pod workers).
+            self.busy.lock().expect("busy pods").insert(uid.clone());
+            let (agent, pod, inputs) = (self.clone(), pod.clone(), inputs.clone());
+            tokio::spawn(async move {
+                let containers = inputs.by_pod.get(&uid).map_or(&[][..], |v| v.as_slice());
+                let acted = !plan.actions.is_empty();
+                agent.run_plan(&pod, containers, plan, &inputs.services).await;
+                agent.busy.lock().expect("busy pods").remove(&uid);
+                // A status write alone comes back through the pod watch.
+                if acted {
+                    agent.worker_done.notify_one();
+                }
+            });
         }
         self.metrics.observe_pass(&mine, started.elapsed().as_secs_f64());
-        outcome
+        wake_at
     }
 
-    async fn sync_pod(
+    /// Runs one pod's actions and writes its status.
+    async fn run_plan(
         &self,
         pod: &Pod,
         containers: &[ContainerInfo],
-        missing: &BTreeSet<String>,
-        verdicts: &pod_sync::ProbeVerdicts,
+        plan: pod_sync::PodPlan,
         services: &reflector::Objects,
-    ) -> Outcome {
-        let plan = pod_sync::plan(pod, containers, missing, verdicts, SystemTime::now(), &self.sync);
-        let mut again = false;
+    ) {
         let sandbox_id = containers.iter().find(|c| c.is_sandbox() && c.is_running()).map(|c| c.id.clone());
         for action in &plan.actions {
             match action {
@@ -291,18 +335,22 @@ impl Agent {
                     );
                 }
                 Action::CreateSandbox => {
-                    match self.runtime.create_sandbox(&sandbox_config(pod, &self.cfg, self.dns_server)).await
-                    {
-                        Ok(_) => again = true,
-                        Err(e) => {
-                            tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot create the pod sandbox")
-                        }
+                    let config = sandbox_config(pod, &self.cfg, self.dns_server);
+                    if let Err(e) = self.runtime.create_sandbox(&config).await {
+                        tracing::warn!(pod = %pod.metadata.name, error = %e, "cannot create the pod sandbox")
                     }
                 }
                 Action::StartContainer { name, attempt } => {
                     let Some(sandbox) = &sandbox_id else { continue };
-                    let Some(config) = container_config(pod, name, *attempt, &self.cfg, services) else {
-                        continue;
+                    let pod_ip =
+                        containers.iter().find(|c| c.is_sandbox() && c.is_running()).and_then(|c| c.ip);
+                    let config = match container_config(pod, name, *attempt, &self.cfg, services, pod_ip) {
+                        Some(Ok(config)) => config,
+                        Some(Err(e)) => {
+                            tracing::warn!(pod = %pod.metadata.name, container = %name, error = %e, "cannot build the container's environment");
+                            continue;
+                        }
+                        None => continue,
                     };
                     if let Err(e) = self.runtime.start_container(sandbox, &config).await {
                         tracing::warn!(pod = %pod.metadata.name, container = %name, error = %e, "cannot start a container");
@@ -313,14 +361,12 @@ impl Agent {
                                 .insert(image.clone(), (false, Instant::now()));
                         }
                     }
-                    again = true;
                 }
                 Action::StopContainer { id, grace, reason } => {
                     tracing::info!(pod = %pod.metadata.name, container = %id, %reason, "stopping a container");
                     if let Err(e) = self.runtime.stop_container(id, *grace).await {
                         tracing::warn!(container = %id, error = %e, "cannot stop a container");
                     }
-                    again = true;
                 }
                 Action::RemoveContainer { id } => {
                     if let Err(e) = self.runtime.remove_container(id).await {
@@ -343,7 +389,6 @@ impl Agent {
                 }
             }
         }
-        Outcome { wake_at: plan.wake_at, again }
     }
 
     /// Images the pods would start from that are not on this node (asked
@@ -548,9 +593,19 @@ async fn start_dns(
     None
 }
 
-struct Outcome {
-    wake_at: Option<SystemTime>,
-    again: bool,
+/// What one pass read, shared with the pod workers it starts.
+struct PassInputs {
+    by_pod: BTreeMap<String, Vec<ContainerInfo>>,
+    missing: BTreeSet<String>,
+    verdicts: pod_sync::ProbeVerdicts,
+    services: reflector::Objects,
+}
+
+fn earliest(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn pod_ref(pod: &Pod) -> PodRef {
@@ -615,12 +670,27 @@ pub fn container_config(
     attempt: u32,
     cfg: &AgentConfig,
     services: &reflector::Objects,
-) -> Option<ContainerConfig> {
+    pod_ip: Option<IpAddr>,
+) -> Option<Result<ContainerConfig, String>> {
     let spec = pod.spec.containers.iter().find(|c| c.name == name)?;
     let namespace = pod.metadata.namespace_or_default();
     let mut env = service_env(services, namespace);
+    let (cpu, memory) = capacity(cfg);
+    let facts = downward::NodeFacts {
+        node_ip: Some(cfg.address),
+        pod_ip,
+        cpu: cpu.parse().ok(),
+        memory: memory.parse().ok(),
+    };
     for e in &spec.env {
-        env.push((e.name.clone(), e.value.clone().unwrap_or_default()));
+        let value = match &e.value_from {
+            Some(source) => match downward::resolve(pod, spec, source, &facts) {
+                Ok(v) => v,
+                Err(message) => return Some(Err(format!("env {}: {message}", e.name))),
+            },
+            None => e.value.clone().unwrap_or_default(),
+        };
+        env.push((e.name.clone(), value));
     }
     let mounts = spec
         .volume_mounts
@@ -636,7 +706,7 @@ pub fn container_config(
         })
         .collect();
     let limit = |k: &str| spec.resources.limits.get(k);
-    Some(ContainerConfig {
+    Some(Ok(ContainerConfig {
         pod: pod_ref(pod),
         node: cfg.name.clone(),
         name: name.to_string(),
@@ -650,7 +720,7 @@ pub fn container_config(
         attempt,
         spec_hash: String::new(),
         extra_labels: cfg.extra_labels.clone(),
-    })
+    }))
 }
 
 /// Kubernetes' service variables for the services of `namespace` that have
@@ -689,7 +759,7 @@ fn env_of(svc: &Service) -> Vec<(String, String)> {
     env
 }
 
-fn node_object(cfg: &AgentConfig, existing: Option<&Node>, now: Time) -> Node {
+fn node_object(cfg: &AgentConfig, existing: Option<&Node>, usage: Option<NodeMetrics>, now: Time) -> Node {
     let (cpu, memory) = capacity(cfg);
     let quantities = [("cpu", cpu), ("memory", memory), ("pods", cfg.max_pods.to_string())]
         .into_iter()
@@ -728,6 +798,7 @@ fn node_object(cfg: &AgentConfig, existing: Option<&Node>, now: Time) -> Node {
                 NodeAddress { type_: "InternalIP".into(), address: cfg.address.to_string() },
                 NodeAddress { type_: "Hostname".into(), address: cfg.name.clone() },
             ],
+            metrics: usage,
         }),
     }
 }
@@ -786,19 +857,24 @@ async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<Node, 
         Ok(_) | Err(ClientError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let node = node_object(cfg, existing.as_ref(), SystemClock.now());
+    let node = node_object(cfg, existing.as_ref(), None, SystemClock.now());
     if existing.is_none() {
         let mut fresh = node.clone();
         fresh.metadata.resource_version = None;
         client.apply(&Object::Node(fresh)).await?;
     }
-    report(client, cfg, &node).await
+    report(client, cfg, &node, None).await
 }
 
-/// Writes the Ready status built from `known` (the Node as last stored);
-/// returns the Node as stored now.
-async fn report(client: &CorralClient, cfg: &AgentConfig, known: &Node) -> Result<Node, ClientError> {
-    let mut status = node_object(cfg, Some(known), SystemClock.now());
+/// Writes the Ready status built from `known` (the Node as last stored)
+/// with the pods' latest `usage`; returns the Node as stored now.
+async fn report(
+    client: &CorralClient,
+    cfg: &AgentConfig,
+    known: &Node,
+    usage: Option<NodeMetrics>,
+) -> Result<Node, ClientError> {
+    let mut status = node_object(cfg, Some(known), usage, SystemClock.now());
     status.metadata.resource_version = None;
     match client.update_status(&Object::Node(status)).await? {
         Object::Node(n) => Ok(n),
@@ -813,13 +889,20 @@ async fn report(client: &CorralClient, cfg: &AgentConfig, known: &Node) -> Resul
 /// Renews the heartbeat every `cfg.heartbeat`: one status write from the
 /// Node as last stored, no read (a Node deleted by an operator is
 /// registered again).
-async fn heartbeats(client: CorralClient, cfg: AgentConfig, mut known: Node, cancel: CancellationToken) {
+async fn heartbeats(
+    client: CorralClient,
+    cfg: AgentConfig,
+    mut known: Node,
+    usage: usage::Latest,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.heartbeat) => {}
         }
-        let result = match report(&client, &cfg, &known).await {
+        let latest = usage.lock().expect("usage").clone();
+        let result = match report(&client, &cfg, &known, latest).await {
             Err(ClientError::NotFound(_)) => try_register(&client, &cfg).await,
             r => r,
         };

@@ -470,4 +470,4 @@ impl Runtime for SimRuntime {
 
 mod state;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -51,7 +51,7 @@ fn cmd(parts: &[&str]) -> Vec<String> {
 }
 
 /// A pod with a sandbox and one app container "web"; (sandbox id, app id).
-async fn running_pod(sim: &SimRuntime, uid: &str) -> (Sandbox, String) {
+pub(crate) async fn running_pod(sim: &SimRuntime, uid: &str) -> (Sandbox, String) {
     let sandbox = sim.create_sandbox(&sandbox_config(uid)).await.unwrap();
     let app_id = sim.start_container(&sandbox.id, &app(uid, "web", 0)).await.unwrap();
     (sandbox, app_id)
