@@ -346,9 +346,17 @@ impl CorralClient {
     /// Creates or updates an object; returns the stored object and
     /// `created`, `configured` or `unchanged`.
     pub async fn apply(&self, obj: &Object) -> Result<(Object, String), ClientError> {
-        let msg = pb::ApplyRequest { object: obj.to_json() };
+        let msg = pb::ApplyRequest { object: obj.to_json(), create_only: false };
         let reply = self.objects_call(msg, |mut c, r| async move { c.apply(r).await }).await?;
         Ok((object_from(&reply.object)?, reply.action))
+    }
+
+    /// Creates an object that must not exist yet (Kubernetes' POST): a
+    /// `Conflict` when it does, whoever created it first.
+    pub async fn create(&self, obj: &Object) -> Result<Object, ClientError> {
+        let msg = pb::ApplyRequest { object: obj.to_json(), create_only: true };
+        let reply = self.objects_call(msg, |mut c, r| async move { c.apply(r).await }).await?;
+        object_from(&reply.object)
     }
 
     pub async fn get_object(&self, kind: &str, namespace: &str, name: &str) -> Result<Object, ClientError> {

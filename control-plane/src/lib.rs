@@ -14,6 +14,7 @@ pub mod controllers;
 pub mod convert;
 pub mod error;
 pub mod leader;
+pub mod lease;
 pub mod master;
 pub mod metrics;
 pub mod objects;

@@ -54,6 +54,9 @@ pub struct MasterArgs {
     /// ... and this much longer, its pods are failed and replaced elsewhere.
     #[arg(long, default_value_t = 20)]
     pub node_eviction_seconds: i64,
+    /// How often the horizontal pod autoscalers decide (Kubernetes: 15 s).
+    #[arg(long, default_value_t = 15)]
+    pub hpa_sync_seconds: u64,
     /// Revisions of watch history kept for watchers that resume.
     #[arg(long, default_value_t = 100_000)]
     pub history: u64,
@@ -91,6 +94,7 @@ pub async fn run(args: MasterArgs) -> Result<()> {
     let controllers = ControllerConfig {
         node_grace_seconds: args.node_grace_seconds,
         node_eviction_seconds: args.node_eviction_seconds,
+        hpa_sync: Duration::from_secs(args.hpa_sync_seconds.max(1)),
         ..Default::default()
     };
     let config = MasterConfig {

@@ -11,6 +11,7 @@ pub mod master;
 pub mod node;
 pub mod objects;
 pub mod ops;
+pub mod top;
 pub mod up;
 
 use std::sync::Arc;
@@ -105,6 +106,11 @@ pub enum Command {
     /// Cordon a node and evict its pods, respecting each deployment's maxUnavailable.
     #[command(after_help = "Example:\n  corral drain n2 && corral uncordon n2")]
     Drain(ops::DrainArgs),
+    /// Show CPU and memory usage of nodes or pods.
+    #[command(subcommand)]
+    Top(top::TopCommand),
+    /// Scale a deployment on CPU with a HorizontalPodAutoscaler.
+    Autoscale(top::AutoscaleArgs),
     /// Start a local cluster of real processes on loopback.
     #[command(
         after_help = "Example:\n  corral up --masters 3 --state-dir .corral\n  corral down --state-dir .corral"
@@ -151,6 +157,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cordon(args) => ops::cordon(&cli, args, true).await,
         Command::Uncordon(args) => ops::cordon(&cli, args, false).await,
         Command::Drain(args) => ops::drain(&cli, args).await,
+        Command::Top(cmd) => top::run(&cli, cmd).await,
+        Command::Autoscale(args) => top::autoscale(&cli, args).await,
         Command::Up(args) => up::run_up(args).await,
         Command::Down(args) => up::run_down(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,

@@ -235,6 +235,10 @@ pub fn render_table(kind: Kind, objects: &[Object], now: Time, with_ns: bool, wi
         (Kind::Node, _) => &["name", "status", "age"],
         (Kind::Endpoints, _) => &["name", "endpoints", "age"],
         (Kind::Event, _) => &["age", "type", "reason", "object", "message"],
+        (Kind::HorizontalPodAutoscaler, _) => {
+            &["name", "reference", "targets", "minpods", "maxpods", "replicas", "age"]
+        }
+        (Kind::Lease, _) => &["name", "holder", "age"],
     };
     headers.extend_from_slice(cols);
     let rows = objects
@@ -345,6 +349,21 @@ pub fn render_table(kind: Kind, objects: &[Object], now: Time, with_ns: bool, wi
                         obj,
                         ev.message.clone().unwrap_or_default(),
                     ]
+                }
+                Object::HorizontalPodAutoscaler(h) => {
+                    let target = &h.spec.scale_target_ref;
+                    vec![
+                        name,
+                        format!("{}/{}", target.kind, target.name),
+                        h.targets(),
+                        h.min_replicas().to_string(),
+                        h.spec.max_replicas.to_string(),
+                        h.status.as_ref().map_or(0, |s| s.current_replicas).to_string(),
+                        a,
+                    ]
+                }
+                Object::Lease(l) => {
+                    vec![name, l.spec.holder_identity.clone().unwrap_or_else(|| "<none>".into()), a]
                 }
             });
             row

@@ -7,6 +7,7 @@
 //! `resourceVersion` is the store revision of their key.
 
 pub mod affinity;
+pub mod autoscaling;
 pub mod deployment;
 pub mod labels;
 pub mod manifest;
@@ -21,6 +22,7 @@ use std::fmt;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+pub use autoscaling::{HorizontalPodAutoscaler, Lease};
 pub use deployment::Deployment;
 pub use meta::{ObjectMeta, OwnerReference, Time};
 pub use node::{Event, Node};
@@ -80,11 +82,21 @@ pub enum Kind {
     Service,
     Endpoints,
     Event,
+    HorizontalPodAutoscaler,
+    Lease,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Node, Kind::Pod, Kind::Deployment, Kind::Service, Kind::Endpoints, Kind::Event];
+    pub const ALL: [Kind; 8] = [
+        Kind::Node,
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::Event,
+        Kind::HorizontalPodAutoscaler,
+        Kind::Lease,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -94,12 +106,16 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
             Kind::Event => "Event",
+            Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            Kind::Lease => "Lease",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Deployment => "apps/v1",
+            Kind::HorizontalPodAutoscaler => autoscaling::HPA_V2,
+            Kind::Lease => "coordination.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -113,6 +129,8 @@ impl Kind {
             Kind::Service => "services",
             Kind::Endpoints => "endpoints",
             Kind::Event => "events",
+            Kind::HorizontalPodAutoscaler => "horizontalpodautoscalers",
+            Kind::Lease => "leases",
         }
     }
 
@@ -139,9 +157,11 @@ impl Kind {
             "service" | "services" | "svc" => Kind::Service,
             "endpoints" | "ep" => Kind::Endpoints,
             "event" | "events" | "ev" => Kind::Event,
+            "horizontalpodautoscaler" | "horizontalpodautoscalers" | "hpa" => Kind::HorizontalPodAutoscaler,
+            "lease" | "leases" => Kind::Lease,
             _ => {
                 return Err(format!(
-                "unknown kind {s:?}: Corral serves nodes, pods, deployments, services, endpoints and events"
+                "unknown kind {s:?}: Corral serves nodes, pods, deployments, services, endpoints, events, horizontalpodautoscalers (hpa) and leases"
             ))
             }
         };
@@ -167,6 +187,8 @@ pub enum Object {
     Service(Service),
     Endpoints(Endpoints),
     Event(Event),
+    HorizontalPodAutoscaler(HorizontalPodAutoscaler),
+    Lease(Lease),
 }
 
 macro_rules! each_object {
@@ -178,6 +200,8 @@ macro_rules! each_object {
             Object::Service($o) => $body,
             Object::Endpoints($o) => $body,
             Object::Event($o) => $body,
+            Object::HorizontalPodAutoscaler($o) => $body,
+            Object::Lease($o) => $body,
         }
     };
 }
@@ -217,7 +241,11 @@ impl Object {
         let kind = Kind::ALL
             .into_iter()
             .find(|k| k.name() == kind_name)
-            .ok_or_else(|| at("kind", format!("{kind_name:?} is not a kind Corral serves (Node, Pod, Deployment, Service, Endpoints, Event)")))?;
+            .ok_or_else(|| at("kind", format!("{kind_name:?} is not a kind Corral serves (Node, Pod, Deployment, Service, Endpoints, Event, HorizontalPodAutoscaler, Lease)")))?;
+        if kind == Kind::HorizontalPodAutoscaler && api_version == autoscaling::HPA_V1 {
+            let v1: autoscaling::HpaV1 = deserialize_at(value)?;
+            return Ok(Object::HorizontalPodAutoscaler(v1.into()));
+        }
         if api_version != kind.api_version() {
             return Err(at(
                 "apiVersion",
@@ -231,6 +259,8 @@ impl Object {
             Kind::Service => Object::Service(deserialize_at(value)?),
             Kind::Endpoints => Object::Endpoints(deserialize_at(value)?),
             Kind::Event => Object::Event(deserialize_at(value)?),
+            Kind::HorizontalPodAutoscaler => Object::HorizontalPodAutoscaler(deserialize_at(value)?),
+            Kind::Lease => Object::Lease(deserialize_at(value)?),
         })
     }
 
@@ -257,6 +287,8 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Endpoints(_) => Kind::Endpoints,
             Object::Event(_) => Kind::Event,
+            Object::HorizontalPodAutoscaler(_) => Kind::HorizontalPodAutoscaler,
+            Object::Lease(_) => Kind::Lease,
         }
     }
 
@@ -305,6 +337,7 @@ impl Object {
             (Object::Pod(a), Object::Pod(b)) => a.status = b.status,
             (Object::Deployment(a), Object::Deployment(b)) => a.status = b.status,
             (Object::Service(a), Object::Service(b)) => a.status = b.status,
+            (Object::HorizontalPodAutoscaler(a), Object::HorizontalPodAutoscaler(b)) => a.status = b.status,
             (a, b) => {
                 return Err(format!("{} has no status of its own to update from a {}", a.kind(), b.kind()))
             }
@@ -319,6 +352,9 @@ impl Object {
             (Object::Pod(a), Object::Pod(b)) => a.status = b.status.clone(),
             (Object::Deployment(a), Object::Deployment(b)) => a.status = b.status.clone(),
             (Object::Service(a), Object::Service(b)) => a.status = b.status.clone(),
+            (Object::HorizontalPodAutoscaler(a), Object::HorizontalPodAutoscaler(b)) => {
+                a.status = b.status.clone()
+            }
             _ => {}
         }
     }

@@ -64,6 +64,12 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
                 }
             }
         }
+        Object::HorizontalPodAutoscaler(h) => validate_hpa(&mut e, h),
+        Object::Lease(l) => {
+            if l.spec.lease_duration_seconds.is_some_and(|d| d <= 0) {
+                e.add("spec.leaseDurationSeconds", "must be greater than 0");
+            }
+        }
         Object::Event(ev) => {
             if ev.involved_object.name.as_deref().unwrap_or_default().is_empty() {
                 e.add("involvedObject.name", "is required");
@@ -199,6 +205,7 @@ fn validate_container(e: &mut Errors, path: &str, c: &Container, volumes: &BTree
         }
     }
     for (j, env) in c.env.iter().enumerate() {
+        validate_env_source(e, &format!("{path}.env[{j}]"), env);
         let ok = !env.name.is_empty()
             && !env.name.starts_with(|ch: char| ch.is_ascii_digit())
             && env.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
@@ -478,6 +485,156 @@ fn validate_endpoints(e: &mut Errors, ep: &Endpoints) {
         }
         for (j, p) in subset.ports.iter().enumerate() {
             port_range(e, format!("subsets[{i}].ports[{j}].port"), p.port);
+        }
+    }
+}
+
+fn validate_env_source(e: &mut Errors, path: &str, env: &super::pod::EnvVar) {
+    let Some(from) = &env.value_from else { return };
+    if env.value.as_deref().is_some_and(|v| !v.is_empty()) {
+        e.add(format!("{path}.valueFrom"), "may not be specified when `value` is not empty");
+    }
+    match (&from.field_ref, &from.resource_field_ref) {
+        (Some(f), None) => {
+            let p = f.field_path.as_str();
+            let keyed =
+                |prefix: &str| p.strip_prefix(prefix).is_some_and(|r| r.ends_with("']") && r.len() > 2);
+            let supported = matches!(
+                p,
+                "metadata.name"
+                    | "metadata.namespace"
+                    | "metadata.uid"
+                    | "spec.nodeName"
+                    | "status.podIP"
+                    | "status.hostIP"
+            ) || keyed("metadata.labels['")
+                || keyed("metadata.annotations['");
+            if !supported {
+                e.add(
+                    format!("{path}.valueFrom.fieldRef.fieldPath"),
+                    format!("{p:?}: supported values: metadata.name, metadata.namespace, metadata.uid, metadata.labels['<KEY>'], metadata.annotations['<KEY>'], spec.nodeName, status.podIP, status.hostIP"),
+                );
+            }
+        }
+        (None, Some(r)) => {
+            if !matches!(
+                r.resource.as_str(),
+                "limits.cpu" | "limits.memory" | "requests.cpu" | "requests.memory"
+            ) {
+                e.add(
+                    format!("{path}.valueFrom.resourceFieldRef.resource"),
+                    format!(
+                        "{:?}: supported values: limits.cpu, limits.memory, requests.cpu, requests.memory",
+                        r.resource
+                    ),
+                );
+            }
+            if r.divisor.as_ref().is_some_and(|d| d.millis() == 0) {
+                e.add(format!("{path}.valueFrom.resourceFieldRef.divisor"), "must be greater than 0");
+            }
+        }
+        _ => e.add(format!("{path}.valueFrom"), "exactly one of fieldRef or resourceFieldRef is required"),
+    }
+}
+
+fn validate_hpa(e: &mut Errors, h: &super::autoscaling::HorizontalPodAutoscaler) {
+    let spec = &h.spec;
+    let target = &spec.scale_target_ref;
+    if target.kind != "Deployment" {
+        e.add("spec.scaleTargetRef.kind", format!("{:?}: Corral scales Deployments only", target.kind));
+    }
+    if target.name.is_empty() {
+        e.add("spec.scaleTargetRef.name", "is required");
+    }
+    if let Some(v) = target.api_version.as_deref() {
+        if v != "apps/v1" {
+            e.add("spec.scaleTargetRef.apiVersion", format!("{v:?}: Deployments are apps/v1"));
+        }
+    }
+    let min = h.min_replicas();
+    if min < 1 {
+        e.add("spec.minReplicas", format!("{min}: must be greater than or equal to 1"));
+    }
+    if spec.max_replicas < 1 {
+        e.add("spec.maxReplicas", format!("{}: must be greater than or equal to 1", spec.max_replicas));
+    } else if min > spec.max_replicas {
+        e.add(
+            "spec.maxReplicas",
+            format!("{}: must be greater than or equal to minReplicas ({min})", spec.max_replicas),
+        );
+    }
+    for (i, m) in spec.metrics.iter().enumerate() {
+        let path = format!("spec.metrics[{i}]");
+        if m.type_ != "Resource" {
+            e.add(
+                format!("{path}.type"),
+                format!("{:?}: Corral supports Resource metrics (cpu, memory) only", m.type_),
+            );
+            continue;
+        }
+        let Some(r) = &m.resource else {
+            e.add(format!("{path}.resource"), "is required for a Resource metric");
+            continue;
+        };
+        if r.name != "cpu" && r.name != "memory" {
+            e.add(format!("{path}.resource.name"), format!("{:?}: supported values: cpu, memory", r.name));
+        }
+        let t = &r.target;
+        match t.type_.as_str() {
+            "Utilization" => {
+                if t.average_utilization.is_none_or(|u| u <= 0) {
+                    e.add(
+                        format!("{path}.resource.target.averageUtilization"),
+                        "must be set and greater than 0 for type Utilization",
+                    );
+                }
+            }
+            "AverageValue" => {
+                if t.average_value.as_ref().is_none_or(|v| v.millis() == 0) {
+                    e.add(
+                        format!("{path}.resource.target.averageValue"),
+                        "must be set and greater than 0 for type AverageValue",
+                    );
+                }
+            }
+            other => e.add(
+                format!("{path}.resource.target.type"),
+                format!("{other:?}: supported values for a Resource metric: Utilization, AverageValue"),
+            ),
+        }
+    }
+    if let Some(b) = &spec.behavior {
+        for (name, rules) in [("scaleUp", &b.scale_up), ("scaleDown", &b.scale_down)] {
+            let Some(rules) = rules else { continue };
+            let path = format!("spec.behavior.{name}");
+            if let Some(w) = rules.stabilization_window_seconds {
+                if !(0..=3600).contains(&w) {
+                    e.add(
+                        format!("{path}.stabilizationWindowSeconds"),
+                        format!("{w}: must be between 0 and 3600"),
+                    );
+                }
+            }
+            if let Some(p) = rules.select_policy.as_deref() {
+                if !matches!(p, "Max" | "Min" | "Disabled") {
+                    e.add(
+                        format!("{path}.selectPolicy"),
+                        format!("{p:?}: supported values: Max, Min, Disabled"),
+                    );
+                }
+            }
+            for (j, p) in rules.policies.iter().enumerate() {
+                let ppath = format!("{path}.policies[{j}]");
+                if p.type_ != "Pods" && p.type_ != "Percent" {
+                    e.add(format!("{ppath}.type"), format!("{:?}: supported values: Pods, Percent", p.type_));
+                }
+                if p.value <= 0 {
+                    e.add(format!("{ppath}.value"), "must be greater than 0");
+                }
+                if !(1..=1800).contains(&p.period_seconds) {
+                    e.add(format!("{ppath}.periodSeconds"), "must be between 1 and 1800");
+                }
+            }
         }
     }
 }

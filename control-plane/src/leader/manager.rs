@@ -35,11 +35,18 @@ pub struct ControllerConfig {
     pub node_eviction_seconds: i64,
     /// How often the controllers run without a change (time-based rules).
     pub resync: Duration,
+    /// How often the horizontal pod autoscalers decide.
+    pub hpa_sync: Duration,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { node_grace_seconds: 10, node_eviction_seconds: 20, resync: Duration::from_secs(1) }
+        ControllerConfig {
+            node_grace_seconds: 10,
+            node_eviction_seconds: 20,
+            resync: Duration::from_secs(1),
+            hpa_sync: Duration::from_secs(15),
+        }
     }
 }
 
@@ -109,6 +116,7 @@ async fn run_term(
     // rules: heartbeats, minReadySeconds, eviction).
     let mut dirty = Dirty::all();
     let mut last_full: Option<std::time::Instant> = None;
+    let mut memory = Memory::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -132,10 +140,18 @@ async fn run_term(
             last_full = Some(std::time::Instant::now());
         }
         let pass = std::mem::take(&mut dirty);
-        if reconcile(ctx, cache, &cfg, &pass).await {
+        if reconcile(ctx, cache, &cfg, &pass, &mut memory).await {
             return Err("this master is no longer the leader".into());
         }
     }
+}
+
+/// What controllers remember between passes of one term.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Each HPA's recent recommendations and scale events, by uid.
+    hpa: BTreeMap<String, crate::controllers::hpa::History>,
+    last_hpa: Option<std::time::Instant>,
 }
 
 /// The kinds of object changed since the last pass.
@@ -160,7 +176,13 @@ impl Dirty {
 
 /// One pass of the controllers whose inputs changed. Returns whether this
 /// master was deposed.
-async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig, dirty: &Dirty) -> bool {
+async fn reconcile(
+    ctx: &MasterCtx,
+    cache: &mut Cache,
+    cfg: &ControllerConfig,
+    dirty: &Dirty,
+    memory: &mut Memory,
+) -> bool {
     use Kind::*;
     let now = ctx.clock.now();
     let started = std::time::Instant::now();
@@ -183,6 +205,17 @@ async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig, d
     if dirty.any(&[Deployment, Service]) {
         deposed |= gc_pass(ctx, cache, now).await;
     }
+    // The autoscaler is time-driven, like Kubernetes' (every `hpa_sync`),
+    // and decides at once for an autoscaler it has not seen yet.
+    let new_hpa = dirty.any(&[HorizontalPodAutoscaler])
+        && cache
+            .of_kind(HorizontalPodAutoscaler)
+            .any(|(o, _)| !memory.hpa.contains_key(o.meta().uid.as_deref().unwrap_or_default()));
+    if new_hpa || memory.last_hpa.is_none_or(|t| t.elapsed() >= cfg.hpa_sync) {
+        memory.last_hpa = Some(std::time::Instant::now());
+        let writes = super::autoscaler::writes(cache, now, &mut memory.hpa);
+        deposed |= commit(ctx, cache, writes, now).await.deposed;
+    }
     tracing::debug!(
         objects = cache.len(),
         nodes_ms = t1.as_millis() as u64,
@@ -194,13 +227,13 @@ async fn reconcile(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig, d
     deposed
 }
 
-fn put(object: Object, expect: Expect) -> Write {
+pub(super) fn put(object: Object, expect: Expect) -> Write {
     Write::Put { object: Box::new(object), expect }
 }
 
 /// A whole object the controllers own (endpoints, events): created or
 /// replaced through the same rules as a user's apply.
-fn upsert(cache: &Cache, object: Object, now: Time) -> Option<Write> {
+pub(super) fn upsert(cache: &Cache, object: Object, now: Time) -> Option<Write> {
     let current = cache.get(object.kind(), object.namespace(), &object.meta().name);
     let mut uid = || uuid::Uuid::new_v4().to_string();
     match objects::plan_apply(object, current, now, &mut uid) {
@@ -314,7 +347,7 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
 }
 
 /// An Event: a new one, or the existing one of the same object and reason with its count bumped.
-fn record_event(cache: &Cache, what: events::Occurrence<'_>, now: Time) -> Option<Write> {
+pub(super) fn record_event(cache: &Cache, what: events::Occurrence<'_>, now: Time) -> Option<Write> {
     let name = events::event_name(&what.involved, what.reason);
     let ns = what.involved.namespace.clone().unwrap_or_else(|| "default".into());
     let existing = match cache.get(Kind::Event, &ns, &name) {
@@ -324,7 +357,13 @@ fn record_event(cache: &Cache, what: events::Occurrence<'_>, now: Time) -> Optio
     upsert(cache, Object::Event(events::record(what, existing.as_ref(), now)), now)
 }
 
-fn condition(type_: &str, status: &str, reason: Option<&str>, message: Option<&str>, now: Time) -> Condition {
+pub(super) fn condition(
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+    now: Time,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: status.into(),
@@ -335,7 +374,7 @@ fn condition(type_: &str, status: &str, reason: Option<&str>, message: Option<&s
     }
 }
 
-fn set_condition(conditions: &mut Vec<Condition>, c: Condition) {
+pub(super) fn set_condition(conditions: &mut Vec<Condition>, c: Condition) {
     match conditions.iter_mut().find(|x| x.type_ == c.type_) {
         Some(old) if old.status == c.status && old.reason == c.reason && old.message == c.message => {}
         Some(old) => *old = c,

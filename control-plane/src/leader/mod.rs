@@ -3,6 +3,7 @@
 //! the leadership, the cache they read, and the loop that writes their
 //! decisions with compare-and-swap.
 
+mod autoscaler;
 pub mod cache;
 pub mod manager;
 pub mod supervisor;

@@ -116,11 +116,18 @@ impl ObjectsService {
         obj.to_json()
     }
 
-    async fn apply_here(&self, incoming: Object) -> Result<pb::ApplyResponse, Status> {
+    async fn apply_here(&self, incoming: Object, create_only: bool) -> Result<pb::ApplyResponse, Status> {
         let key = objects::key(incoming.kind(), incoming.namespace(), &incoming.meta().name);
         let pinned = incoming.meta().resource_version.is_some();
         for _ in 0..APPLY_ATTEMPTS {
             let current = self.current(key.clone()).await?;
+            if create_only && current.is_some() {
+                return Err(conflict_status(format!(
+                    "{} \"{}\" already exists; read it and update it at its resourceVersion instead",
+                    incoming.kind().qualified(),
+                    incoming.meta().name
+                )));
+            }
             let now = self.ctx.clock.now();
             let (next, expect, action) = objects::plan_apply(
                 incoming.clone(),
@@ -223,7 +230,10 @@ impl Objects for ObjectsService {
         let incoming = parse_object(&req.get_ref().object)?;
         match self.route(&req).await? {
             Route::Leader(mut c) => c.apply(self.ctx.forward_request(req.into_inner())).await,
-            Route::Here => Ok(Response::new(self.apply_here(incoming).await?)),
+            Route::Here => {
+                let create_only = req.get_ref().create_only;
+                Ok(Response::new(self.apply_here(incoming, create_only).await?))
+            }
         }
     }
 
