@@ -179,7 +179,7 @@ spec:
   containers:
   - name: app
     image: corral/busybox:1
-    command: [sh, -c, 'env | sort > /tmp/env; exec sleep 3600']
+    command: [sh, -c, 'mkdir -p /tmp; env | sort > /tmp/env; exec sleep 3600']
     resources: {requests: {cpu: 250m}, limits: {memory: 32Mi}}
     env:
     - {name: MY_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
@@ -278,32 +278,49 @@ async fn downward_api_values_are_visible_inside_the_container() {
 
 /// The container's environment, as it wrote it to /tmp/env (read with docker exec).
 async fn read_env(node: &str, pod_uid: &str) -> String {
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().expect("docker runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let uid_label = format!("label=io.corral.pod.uid={pod_uid}");
+    let node_label = format!("label=io.corral.node={node}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let id = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=io.corral.pod.uid={pod_uid}"),
-                "--filter",
-                &format!("label=io.corral.node={node}"),
-                "--filter",
-                "label=io.corral.container=app",
-            ])
-            .output()
-            .expect("docker ps");
-        let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
-        if !id.is_empty() {
-            let out = std::process::Command::new("docker")
-                .args(["exec", &id, "cat", "/tmp/env"])
-                .output()
-                .expect("docker exec");
-            if out.status.success() {
-                return String::from_utf8_lossy(&out.stdout).to_string();
+        let (_, ids, _) = docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &uid_label,
+            "--filter",
+            &node_label,
+            "--filter",
+            "label=io.corral.container=app",
+        ]);
+        let last = match ids.split_whitespace().next() {
+            Some(id) => {
+                let (ok, out, err) = docker(&["exec", id, "cat", "/tmp/env"]);
+                if ok {
+                    return out;
+                }
+                format!("docker exec {id}: {err}")
             }
-        }
-        assert!(Instant::now() < deadline, "no environment written by the container");
+            None => {
+                let (_, all, _) = docker(&[
+                    "ps",
+                    "-a",
+                    "--filter",
+                    &uid_label,
+                    "--format",
+                    "{{.ID}} {{.Status}} {{.Labels}}",
+                ]);
+                format!("no running app container; the pod's containers:\n{all}")
+            }
+        };
+        assert!(Instant::now() < deadline, "no environment written by the container: {last}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }

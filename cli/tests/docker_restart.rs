@@ -1,8 +1,12 @@
 //! A Docker daemon restart under a running agent. The shared engine of the
 //! machine is not ours to restart, so the test starts a private `dockerd`
-//! (its own socket, data and exec roots in a temp dir, no iptables, no
-//! default bridge), points the agent at it with DOCKER_HOST, stops and
-//! starts that daemon, and checks the pod comes back.
+//! (its own socket, data and exec roots in a temp dir, no iptables, and a
+//! default bridge of its own, `crlrst0`, that the test creates and
+//! removes), points the agent at it with DOCKER_HOST, stops and starts that
+//! daemon, and checks the pod comes back.
+//!
+//! Never start a second dockerd with `--bridge none`: at start-up it
+//! deletes the host's `docker0`, which the machine's own engine uses.
 //!
 //! Needs root and the `dockerd` binary: `cargo test -p cli --test
 //! docker_restart -- --ignored` (not in the default suite, since it runs a
@@ -25,6 +29,31 @@ struct PrivateDockerd {
     child: Option<Child>,
 }
 
+/// The private engine's default bridge, created by the test and removed on drop.
+const BRIDGE: &str = "crlrst0";
+
+struct Bridge;
+
+impl Bridge {
+    fn create() -> Bridge {
+        let ip = |args: &[&str]| Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+        let _ = ip(&["link", "del", BRIDGE]);
+        assert!(
+            ip(&["link", "add", BRIDGE, "type", "bridge"]),
+            "cannot create bridge {BRIDGE} (root needed)"
+        );
+        assert!(ip(&["addr", "add", "172.31.254.1/24", "dev", BRIDGE]));
+        assert!(ip(&["link", "set", BRIDGE, "up"]));
+        Bridge
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+    }
+}
+
 impl PrivateDockerd {
     fn socket(dir: &Path) -> PathBuf {
         dir.join("docker.sock")
@@ -32,7 +61,8 @@ impl PrivateDockerd {
 
     fn start(dir: &Path) -> PrivateDockerd {
         std::fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("dockerd.log")).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join("dockerd.log")).unwrap();
         let child = Command::new("dockerd")
             .arg("--config-file")
             .arg(dir.join("daemon.json"))
@@ -44,7 +74,7 @@ impl PrivateDockerd {
             .arg(dir.join("docker.pid"))
             .arg("-H")
             .arg(format!("unix://{}", Self::socket(dir).display()))
-            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .args(["--bridge", BRIDGE, "--iptables=false", "--ip-masq=false"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -64,7 +94,11 @@ impl PrivateDockerd {
             .status()
             .is_ok_and(|s| s.success())
         {
-            assert!(Instant::now() < deadline, "the private dockerd did not come up: see {}/dockerd.log", self.dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "the private dockerd did not come up: see {}/dockerd.log",
+                self.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -105,6 +139,7 @@ fn sandbox_started(p: &Pod) -> Option<String> {
 #[ignore = "starts a private dockerd: run with --ignored, as root"]
 async fn the_agent_survives_a_docker_daemon_restart() {
     let dir = tempfile::Builder::new().prefix("corral-dockerd-").tempdir_in("/tmp").unwrap();
+    let _bridge = Bridge::create();
     let mut dockerd = PrivateDockerd::start(dir.path());
     // This test binary runs this one test: the agents it spawns inherit it.
     std::env::set_var("DOCKER_HOST", format!("unix://{}", PrivateDockerd::socket(dir.path()).display()));
@@ -151,7 +186,9 @@ async fn the_agent_survives_a_docker_daemon_restart() {
     eprintln!("back {:?} after the engine went down", down_at.elapsed());
     assert!(after.status.as_ref().unwrap().pod_ip.is_some());
     // The node stayed registered and Ready through it all.
-    let Ok(Object::Node(n)) = client.get_object("nodes", "", &nodes.agents[0].name).await else { panic!("node gone") };
+    let Ok(Object::Node(n)) = client.get_object("nodes", "", &nodes.agents[0].name).await else {
+        panic!("node gone")
+    };
     assert!(n.is_ready());
     drop(nodes); // removes the containers from the private engine
     dockerd.stop();

@@ -302,10 +302,12 @@ impl Agent {
             let (agent, pod, inputs) = (self.clone(), pod.clone(), inputs.clone());
             tokio::spawn(async move {
                 let containers = inputs.by_pod.get(&uid).map_or(&[][..], |v| v.as_slice());
-                let acted = !plan.actions.is_empty();
+                // A status write comes back through the pod watch, and a
+                // termination runs on its own task: only runtime changes
+                // made here call for another look at once.
+                let acted = plan.actions.iter().any(|a| !matches!(a, Action::Terminate { .. }));
                 agent.run_plan(&pod, containers, plan, &inputs.services).await;
                 agent.busy.lock().expect("busy pods").remove(&uid);
-                // A status write alone comes back through the pod watch.
                 if acted {
                     agent.worker_done.notify_one();
                 }
