@@ -100,11 +100,13 @@ pub async fn run(
     let Some(registered) = register(&client, &cfg, &cancel).await? else { return Ok(()) };
     tracing::info!(node = %cfg.name, address = %cfg.address, "node registered");
     let latest_usage = usage::Latest::default();
+    let runtime_down = RuntimeDown::default();
     let beats = tokio::spawn(heartbeats(
         client.clone(),
         cfg.clone(),
         registered,
         latest_usage.clone(),
+        runtime_down.clone(),
         cancel.clone(),
     ));
     let pods = reflector::reflect(client.clone(), "pods", cancel.clone());
@@ -164,6 +166,7 @@ pub async fn run(
         terminating: Arc::new(Mutex::new(BTreeSet::new())),
         images: Mutex::new(BTreeMap::new()),
         busy: Mutex::new(BTreeSet::new()),
+        runtime_down,
         worker_done: tokio::sync::Notify::new(),
     });
     agent.sync_loop(pods, services, &cancel).await;
@@ -193,7 +196,12 @@ struct Agent {
     busy: Mutex<BTreeSet<String>>,
     /// A pod worker finished: the sync loop looks again.
     worker_done: tokio::sync::Notify,
+    /// Set while the container engine does not answer (the heartbeat reports it).
+    runtime_down: RuntimeDown,
 }
+
+/// Why the container engine is unreachable, while it is.
+type RuntimeDown = Arc<Mutex<Option<String>>>;
 
 impl Agent {
     async fn sync_loop(
@@ -240,7 +248,9 @@ impl Agent {
                 _ => None,
             })
             .collect();
-        let containers = match self.runtime.list(&self.cfg.name).await {
+        let listed = self.runtime.list(&self.cfg.name).await;
+        *self.runtime_down.lock().expect("runtime health") = listed.as_ref().err().map(|e| e.to_string());
+        let containers = match listed {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(node = %self.cfg.name, error = %e, "cannot list containers; retrying");
@@ -761,21 +771,35 @@ fn env_of(svc: &Service) -> Vec<(String, String)> {
     env
 }
 
-fn node_object(cfg: &AgentConfig, existing: Option<&Node>, usage: Option<NodeMetrics>, now: Time) -> Node {
+fn node_object(
+    cfg: &AgentConfig,
+    existing: Option<&Node>,
+    usage: Option<NodeMetrics>,
+    runtime_down: Option<&str>,
+    now: Time,
+) -> Node {
     let (cpu, memory) = capacity(cfg);
     let quantities = [("cpu", cpu), ("memory", memory), ("pods", cfg.max_pods.to_string())]
         .into_iter()
         .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
         .collect::<BTreeMap<String, Quantity>>();
+    // A node whose container engine is unreachable is alive but not Ready,
+    // as the kubelet reports a down runtime: services stop sending to its pods.
+    let (status, reason, message) = match runtime_down {
+        None => ("True", "KubeletReady", "corral node agent is posting ready status".to_string()),
+        Some(e) => {
+            ("False", "KubeletNotReady", format!("container runtime is down: {e}; the agent keeps retrying"))
+        }
+    };
     let ready = Condition {
         type_: "Ready".into(),
-        status: "True".into(),
-        reason: Some("KubeletReady".into()),
-        message: Some("corral node agent is posting ready status".into()),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
         last_heartbeat_time: Some(now),
         last_transition_time: existing
             .and_then(|n| n.status.as_ref())
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready" && c.status == status))
             .and_then(|c| c.last_transition_time)
             .or(Some(now)),
         ..Default::default()
@@ -859,24 +883,39 @@ async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<Node, 
         Ok(_) | Err(ClientError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let node = node_object(cfg, existing.as_ref(), None, SystemClock.now());
+    let node = node_object(cfg, existing.as_ref(), None, None, SystemClock.now());
     if existing.is_none() {
         let mut fresh = node.clone();
         fresh.metadata.resource_version = None;
         client.apply(&Object::Node(fresh)).await?;
     }
-    report(client, cfg, &node, None).await
+    report(client, cfg, &node, &Health::default()).await
 }
 
-/// Writes the Ready status built from `known` (the Node as last stored)
-/// with the pods' latest `usage`; returns the Node as stored now.
+/// What the heartbeat reports besides being alive.
+#[derive(Debug, Clone, Default)]
+struct Health {
+    /// The pods' latest usage.
+    usage: Option<NodeMetrics>,
+    /// Why the container engine is unreachable, while it is.
+    runtime_down: Option<String>,
+}
+
+/// Writes the status built from `known` (the Node as last stored) and
+/// `health`; returns the Node as stored now.
 async fn report(
     client: &CorralClient,
     cfg: &AgentConfig,
     known: &Node,
-    usage: Option<NodeMetrics>,
+    health: &Health,
 ) -> Result<Node, ClientError> {
-    let mut status = node_object(cfg, Some(known), usage, SystemClock.now());
+    let mut status = node_object(
+        cfg,
+        Some(known),
+        health.usage.clone(),
+        health.runtime_down.as_deref(),
+        SystemClock.now(),
+    );
     status.metadata.resource_version = None;
     match client.update_status(&Object::Node(status)).await? {
         Object::Node(n) => Ok(n),
@@ -896,6 +935,7 @@ async fn heartbeats(
     cfg: AgentConfig,
     mut known: Node,
     usage: usage::Latest,
+    runtime_down: RuntimeDown,
     cancel: CancellationToken,
 ) {
     loop {
@@ -903,8 +943,11 @@ async fn heartbeats(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.heartbeat) => {}
         }
-        let latest = usage.lock().expect("usage").clone();
-        let result = match report(&client, &cfg, &known, latest).await {
+        let health = Health {
+            usage: usage.lock().expect("usage").clone(),
+            runtime_down: runtime_down.lock().expect("runtime health").clone(),
+        };
+        let result = match report(&client, &cfg, &known, &health).await {
             Err(ClientError::NotFound(_)) => try_register(&client, &cfg).await,
             r => r,
         };
