@@ -1,6 +1,15 @@
 //! What the checks see inside the simulated masters: every master that
-//! believed itself leader, per term (from openraft's metrics, as it
-//! happened), and a handle on each running master's Raft participant.
+//! became leader, with its term, in the order it happened (from openraft's
+//! metrics), and a handle on each running master's Raft participant.
+//!
+//! openraft (without its `single-term-leader` feature, which Corral does not
+//! enable) identifies a leader by (term, node id) and grants a vote to any
+//! higher (term, id): two masters can both win term 1 (seed 101 of the
+//! 5-master run: masters 5 and 4, 4 completing its election after 5 with a
+//! lower vote). Such a leader cannot commit (a quorum holds the higher
+//! vote), so safety rests on the data checks (linearizability, no lost
+//! write, members agree); terms with two leaders are counted and reported,
+//! not failed.
 //!
 //! turmoil runs every host on the test's thread, so this is thread-local:
 //! tests running in parallel each see their own simulation. A master's
@@ -14,7 +23,7 @@ use openraft::ServerState;
 use raft_store::{NodeId, RaftNode};
 
 thread_local! {
-    static LEADERS: RefCell<BTreeMap<u64, BTreeSet<NodeId>>> = RefCell::default();
+    static LEADERS: RefCell<Vec<(u64, NodeId)>> = RefCell::default();
     static RUNNING: RefCell<BTreeMap<NodeId, RaftNode>> = RefCell::default();
 }
 
@@ -31,14 +40,17 @@ pub fn register(node: &RaftNode) -> Registration {
     RUNNING.with(|r| r.borrow_mut().insert(id, node.clone()));
     let mut metrics = node.raft.metrics();
     let watcher = tokio::spawn(async move {
+        let mut led = None;
         loop {
             let (state, term) = {
                 let m = metrics.borrow_and_update();
                 (m.state, m.current_term)
             };
-            if state == ServerState::Leader {
-                LEADERS.with(|l| l.borrow_mut().entry(term).or_default().insert(id));
+            let now = (state == ServerState::Leader).then_some(term);
+            if now.is_some() && now != led {
+                LEADERS.with(|l| l.borrow_mut().push((term, id)));
             }
+            led = now;
             if metrics.changed().await.is_err() {
                 return;
             }
@@ -61,12 +73,21 @@ impl Drop for Registration {
     }
 }
 
-/// Every term in which some master was leader, with who.
-pub fn leaders_by_term() -> BTreeMap<u64, BTreeSet<NodeId>> {
+/// Every election won, in order: (term, master).
+pub fn elections() -> Vec<(u64, NodeId)> {
     LEADERS.with(|l| l.borrow().clone())
 }
 
-/// Terms in which more than one master was leader (must be none).
+/// Every term in which some master was leader, with who.
+pub fn leaders_by_term() -> BTreeMap<u64, BTreeSet<NodeId>> {
+    let mut by_term: BTreeMap<u64, BTreeSet<NodeId>> = BTreeMap::new();
+    for (term, id) in elections() {
+        by_term.entry(term).or_default().insert(id);
+    }
+    by_term
+}
+
+/// Terms in which more than one master became leader.
 pub fn terms_with_two_leaders() -> Vec<(u64, BTreeSet<NodeId>)> {
     leaders_by_term().into_iter().filter(|(_, ids)| ids.len() > 1).collect()
 }

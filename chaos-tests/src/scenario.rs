@@ -4,7 +4,8 @@
 //!
 //! - the register history is linearizable ([`crate::linearizability`]);
 //! - no acknowledged write is lost;
-//! - at most one leader per term;
+//! - terms with two leaders are reported (openraft allows them by design,
+//!   see [`crate::observe`]; they must not break the other invariants);
 //! - every master applied the same events for the same revisions
 //!   (committed prefixes agree) and holds the same keys;
 //! - every watch saw exactly the events of its prefix from its revision:
@@ -179,7 +180,6 @@ async fn drive(
     tracing::info!(ops = ops.len(), acknowledged, writes = acked.len(), "history is linearizable");
 
     check_no_acked_write_lost(&client, &acked).await?;
-    check_one_leader_per_term()?;
     let reference = check_members_agree(&masters, start).await?;
     for (i, w) in watched.iter().enumerate() {
         check_watch(i, w, &reference, &acked, start)?;
@@ -187,12 +187,13 @@ async fn drive(
     let resumed: usize = watched.iter().map(|w| w.resumed).sum();
     eprintln!(
         "{} seed {seed}: {} register ops ({acknowledged} acknowledged writes), {} distinct writes, \
-         {} watch events over {resumed} resumptions, {} terms: all invariants hold",
+         {} watch events over {resumed} resumptions, {} terms ({} with two leaders): all invariants hold",
         cfg.test,
         ops.len(),
         acked.len(),
         watched.iter().map(|w| w.events.len()).sum::<usize>(),
         observe::leaders_by_term().len(),
+        observe::terms_with_two_leaders().len(),
     );
     Ok(())
 }
@@ -210,14 +211,6 @@ async fn check_no_acked_write_lost(client: &control_plane::CorralClient, acked: 
             &lost[..lost.len().min(5)]
         )
         .into());
-    }
-    Ok(())
-}
-
-fn check_one_leader_per_term() -> turmoil::Result {
-    let two = observe::terms_with_two_leaders();
-    if !two.is_empty() {
-        return Err(format!("more than one leader in a term: {two:?}").into());
     }
     Ok(())
 }
