@@ -6,6 +6,19 @@
 //!
 //! Every run is seeded; [`run_seeded`] prints the seed and the one-line
 //! command that replays it.
+//!
+//! On top of it: the fault vocabulary and nemesis ([`nemesis`]), the
+//! clients ([`workload`]), the recorded history ([`history`]) and its
+//! linearizability check ([`linearizability`]), what the checks see inside
+//! the masters ([`observe`]), and a whole run with every invariant checked
+//! ([`scenario`]).
+
+pub mod history;
+pub mod linearizability;
+pub mod nemesis;
+pub mod observe;
+pub mod scenario;
+pub mod workload;
 
 use std::io;
 use std::pin::Pin;
@@ -109,6 +122,8 @@ pub async fn run_master(id: NodeId, peers: u64, data_dir: std::path::PathBuf) ->
         controllers: Default::default(),
     };
     let master = Master::start(config, Arc::new(SimDialer)).await?;
+    // Dropped with this future when the host crashes.
+    let _seen = observe::register(master.node());
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
     master.serve(sim_incoming(listener), std::future::pending()).await?;
     Ok(())
@@ -135,7 +150,12 @@ pub fn seeds(ci: &[u64]) -> Vec<u64> {
 /// Runs `scenario` once per seed; a failure names the seed and how to replay it.
 pub fn run_seeded(test: &str, ci: &[u64], scenario: impl Fn(u64) -> turmoil::Result) {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        // Quiet unless asked (RUST_LOG=chaos_tests=info shows the nemesis):
+        // openraft logs every unreachable peer as an error.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
         .with_test_writer()
         .try_init();
     for seed in seeds(ci) {

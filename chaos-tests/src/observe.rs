@@ -1,0 +1,117 @@
+//! What the checks see inside the simulated masters: every master that
+//! became leader, with its term, in the order it happened (from openraft's
+//! metrics), and a handle on each running master's Raft participant.
+//!
+//! openraft (without its `single-term-leader` feature, which Corral does not
+//! enable) identifies a leader by (term, node id) and grants a vote to any
+//! higher (term, id): two masters can both win term 1 (seed 101 of the
+//! 5-master run: masters 5 and 4, 4 completing its election after 5 with a
+//! lower vote). Such a leader cannot commit (a quorum holds the higher
+//! vote), so safety rests on the data checks (linearizability, no lost
+//! write, members agree); terms with two leaders are counted and reported,
+//! not failed.
+//!
+//! turmoil runs every host on the test's thread, so this is thread-local:
+//! tests running in parallel each see their own simulation. A master's
+//! entry goes away when its host crashes (the host's future is dropped), so
+//! the handle never keeps a crashed master's database open.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::ServerState;
+use raft_store::{NodeId, RaftNode};
+
+thread_local! {
+    static LEADERS: RefCell<Vec<(u64, NodeId)>> = RefCell::default();
+    static RUNNING: RefCell<BTreeMap<NodeId, RaftNode>> = RefCell::default();
+}
+
+/// Forgets everything seen: call at the start of every simulation.
+pub fn reset() {
+    LEADERS.with(|l| l.borrow_mut().clear());
+    RUNNING.with(|r| r.borrow_mut().clear());
+}
+
+/// Keeps `node` visible to the checks until the guard is dropped (when its
+/// host crashes), and records every term in which it is leader.
+pub fn register(node: &RaftNode) -> Registration {
+    let id = node.id;
+    RUNNING.with(|r| r.borrow_mut().insert(id, node.clone()));
+    let mut metrics = node.raft.metrics();
+    let watcher = tokio::spawn(async move {
+        let mut led = None;
+        loop {
+            let (state, term) = {
+                let m = metrics.borrow_and_update();
+                (m.state, m.current_term)
+            };
+            let now = (state == ServerState::Leader).then_some(term);
+            if now.is_some() && now != led {
+                LEADERS.with(|l| l.borrow_mut().push((term, id)));
+            }
+            led = now;
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Registration { id, watcher }
+}
+
+/// Removes its master from view when dropped.
+pub struct Registration {
+    id: NodeId,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.watcher.abort();
+        // The thread-local may already be gone when the test thread ends.
+        let _ = RUNNING.try_with(|r| r.borrow_mut().remove(&self.id));
+    }
+}
+
+/// Every election won, in order: (term, master).
+pub fn elections() -> Vec<(u64, NodeId)> {
+    LEADERS.with(|l| l.borrow().clone())
+}
+
+/// Every term in which some master was leader, with who.
+pub fn leaders_by_term() -> BTreeMap<u64, BTreeSet<NodeId>> {
+    let mut by_term: BTreeMap<u64, BTreeSet<NodeId>> = BTreeMap::new();
+    for (term, id) in elections() {
+        by_term.entry(term).or_default().insert(id);
+    }
+    by_term
+}
+
+/// Terms in which more than one master became leader.
+pub fn terms_with_two_leaders() -> Vec<(u64, BTreeSet<NodeId>)> {
+    leaders_by_term().into_iter().filter(|(_, ids)| ids.len() > 1).collect()
+}
+
+/// The running master that leads in the highest term, if any.
+pub fn current_leader() -> Option<NodeId> {
+    RUNNING.with(|r| {
+        r.borrow()
+            .values()
+            .filter_map(|n| {
+                let m = n.raft.metrics().borrow().clone();
+                (m.state == ServerState::Leader).then_some((m.current_term, n.id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    })
+}
+
+/// The Raft participant of master `id`, while its host runs.
+pub fn running(id: NodeId) -> Option<RaftNode> {
+    RUNNING.with(|r| r.borrow().get(&id).cloned())
+}
+
+/// The ids of the masters whose hosts run now.
+pub fn running_ids() -> Vec<NodeId> {
+    RUNNING.with(|r| r.borrow().keys().copied().collect())
+}
