@@ -62,9 +62,11 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> Result<()> {
                 };
             }
             Some(Frame::Error(m)) => return Err(CliError::msg(format!("node {node:?}: {m}"))),
-            None => return Err(CliError::msg(format!(
+            None => {
+                return Err(CliError::msg(format!(
                 "node {node:?} closed the exec stream before the command ended: its agent may have restarted"
-            ))),
+            )))
+            }
         }
     }
 }
