@@ -105,6 +105,30 @@ async fn exec_streams_output_returns_the_exit_code_and_explains_refusals() {
     assert_eq!((first.as_str(), rest.as_str()), ("first\n", "second\n"));
     assert!(first_after < Duration::from_secs(3), "first line after {first_after:?}: not streamed");
 
+    // A client that goes away takes its command with it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("--server")
+        .arg(tc.cluster.file.addresses().join(","))
+        .args(["exec", "two", "-c", "app", "--", "sh", "-c", "echo started; exec sleep 313"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut started).unwrap();
+    let (_, ps, _) = exec(&tc, &["two", "-c", "app", "--", "ps"]);
+    assert!(ps.contains("sleep 313"), "{ps}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, ps, _) = exec(&tc, &["two", "-c", "app", "--", "ps"]);
+        if !ps.contains("sleep 313") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the abandoned command still runs:\n{ps}\n{}", nodes.log_tails());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // Refusals, each with what to do.
     let cases: [(&[&str], &str); 6] = [
         (&["two", "--", "true"], "choose one of [app done] with -c"),
