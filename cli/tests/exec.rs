@@ -78,7 +78,7 @@ async fn exec_streams_output_returns_the_exit_code_and_explains_refusals() {
         exec(&tc, &["two", "-c", "app", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
     assert_eq!((code, out.as_str(), err.as_str()), (Some(7), "out\n", "err\n"));
     let (code, out, _) = exec(&tc, &["two", "-c", "app", "--", "cat", "/proc/1/cmdline"]);
-    assert_eq!((code, out.as_str()), (Some(0), "sleep\03600\0"), "runs in the app container");
+    assert_eq!((code, out.as_str()), (Some(0), "sleep\x003600\x00"), "runs in the app container");
 
     // Far more than the probes' 8 KiB, nothing lost.
     let (code, out, _) = exec(&tc, &["two", "-c", "app", "--", "seq", "1", "30000"]);
