@@ -55,14 +55,16 @@ async fn wait_two(client: &CorralClient, nodes: &common::nodes::Nodes) {
     }
 }
 
+/// `corral exec ARGS` against the cluster.
+fn exec_command(tc: &TestCluster, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.arg("--server").arg(tc.cluster.file.addresses().join(",")).arg("exec").args(args);
+    cmd
+}
+
+/// Runs `corral exec ARGS` to its end: exit code, stdout, stderr.
 fn exec(tc: &TestCluster, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .arg("--server")
-        .arg(tc.cluster.file.addresses().join(","))
-        .arg("exec")
-        .args(args)
-        .output()
-        .expect("corral runs");
+    let out = exec_command(tc, args).output().expect("corral runs");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
@@ -88,13 +90,11 @@ async fn exec_streams_output_returns_the_exit_code_and_explains_refusals() {
 
     // Output arrives while the command still runs.
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .arg("--server")
-        .arg(tc.cluster.file.addresses().join(","))
-        .args(["exec", "two", "-c", "app", "--", "sh", "-c", "echo first; sleep 4; echo second"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        exec_command(&tc, &["two", "-c", "app", "--", "sh", "-c", "echo first; sleep 4; echo second"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     reader.read_line(&mut first).unwrap();
@@ -106,13 +106,11 @@ async fn exec_streams_output_returns_the_exit_code_and_explains_refusals() {
     assert!(first_after < Duration::from_secs(3), "first line after {first_after:?}: not streamed");
 
     // A client that goes away takes its command with it.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .arg("--server")
-        .arg(tc.cluster.file.addresses().join(","))
-        .args(["exec", "two", "-c", "app", "--", "sh", "-c", "echo started; exec sleep 313"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        exec_command(&tc, &["two", "-c", "app", "--", "sh", "-c", "echo started; exec sleep 313"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut started = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut started).unwrap();
     let (_, ps, _) = exec(&tc, &["two", "-c", "app", "--", "ps"]);
