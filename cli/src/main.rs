@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(cli::commands::CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -8,21 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::nodes::{ensure_images, Nodes};
+use common::nodes::{apply, Nodes};
 use common::TestCluster;
 use control_plane::api::pod::PodPhase;
-use control_plane::api::{manifest, Object, Pod};
+use control_plane::api::{Object, Pod};
 use control_plane::CorralClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Node lifecycle timings shortened for the tests.
 const FLAGS: &[&str] = &["--node-grace-seconds", "3", "--node-eviction-seconds", "3"];
-
-async fn apply(client: &CorralClient, yaml: &str) {
-    for obj in manifest::parse("test.yaml", yaml).expect("manifest parses") {
-        client.apply(&obj).await.expect("apply");
-    }
-}
 
 async fn pods(client: &CorralClient, selector: &str) -> Vec<Pod> {
     let (items, _) = client.list_objects("pods", "default", selector).await.expect("list pods");
@@ -98,13 +92,7 @@ fn waiting_reason(p: &Pod, container: &str) -> Option<String> {
 }
 
 async fn setup(nodes: usize, base: u8) -> (TestCluster, Nodes, CorralClient) {
-    ensure_images().await;
-    let tc = TestCluster::start(3, FLAGS).await;
-    let servers = tc.cluster.file.masters.iter().map(|m| m.address.clone()).collect::<Vec<_>>().join(",");
-    let agents = Nodes::start(&servers, tc.dir.path(), nodes, base, &[]);
-    let client = tc.client();
-    agents.wait_ready(&client).await;
-    (tc, agents, client)
+    common::nodes::cluster_with_nodes(FLAGS, nodes, base).await
 }
 
 const TWO_CONTAINERS: &str = "

@@ -294,6 +294,25 @@ impl CorralClient {
         Ok(reply.into_inner())
     }
 
+    /// A consistent backup of the whole store, as the bytes of a backup file
+    /// (see `raft_store::backup`), read on the leader.
+    pub async fn snapshot(&self) -> Result<Vec<u8>, ClientError> {
+        // Retries cover opening the stream; the transfer itself has no deadline.
+        let mut stream = self
+            .with_retry(|ch| async move {
+                ClusterClient::new(ch).snapshot(Request::new(pb::SnapshotRequest {})).await
+            })
+            .await?
+            .into_inner();
+        let mut file = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(|s| {
+            ClientError::Other(format!("the snapshot transfer broke off ({}); take it again", s.message()))
+        })? {
+            file.extend_from_slice(&chunk.data);
+        }
+        Ok(file)
+    }
+
     pub async fn remove_master(&self, id: NodeId) -> Result<pb::MembershipResponse, ClientError> {
         let msg = pb::RemoveMasterRequest { id };
         self.cluster_call(msg, |mut c, r| async move { c.remove_master(r).await }).await

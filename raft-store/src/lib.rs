@@ -9,6 +9,7 @@
 //!
 //! This crate knows nothing of pods or nodes: it stores bytes.
 
+pub mod backup;
 pub mod codec;
 pub mod db;
 pub mod error;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::backup::{Backup, CLUSTER_ID_KEY};
 use crate::db::{Db, IoMode};
 use crate::error::StoreError;
 use crate::grpc::{RaftGrpc, RaftServiceServer};
@@ -13,7 +14,7 @@ use crate::network::NetworkFactory;
 use crate::proposer::{ProposeError, Proposer};
 use crate::state_machine::{History, StateMachine};
 use crate::transport::Dialer;
-use crate::types::{Outcome, Revision, Txn};
+use crate::types::{Expect, Op, Outcome, Revision, Txn};
 use crate::{NodeId, Raft};
 
 /// Everything that shapes one master's Raft participant.
@@ -116,6 +117,21 @@ impl RaftNode {
     /// Proposes a transaction; returns once it is committed and applied here.
     pub async fn propose(&self, txn: Txn) -> Result<(Revision, Outcome), ProposeError> {
         self.proposer.propose(txn).await
+    }
+
+    /// Gives the cluster its id if it has none yet: a random one, written
+    /// create-only, so the first writer's id stands for good (the others
+    /// are conflicts that change nothing). Only the leader can write it.
+    pub async fn ensure_cluster_id(&self) -> Result<(), ProposeError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let op = Op::Put { key: CLUSTER_ID_KEY.to_vec(), value: id.into_bytes(), expect: Expect::Absent };
+        self.propose(Txn { ops: vec![op] }).await.map(|_| ())
+    }
+
+    /// A backup of everything this master has applied, at one revision. The
+    /// caller makes it linearizable (a read index on the leader) first.
+    pub async fn backup(&self) -> Result<Backup, StoreError> {
+        Ok(Backup::from_image(self.state_machine.image().await?, self.id))
     }
 
     /// The highest log index this master knows to be committed.

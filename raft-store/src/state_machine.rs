@@ -101,8 +101,16 @@ pub fn plan_txn(
 
 /// What a snapshot holds: every key with its value and revision.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct SnapshotBody {
-    kvs: Vec<KeyValue>,
+pub(crate) struct SnapshotBody {
+    pub(crate) kvs: Vec<KeyValue>,
+}
+
+/// The whole state machine at one applied log id.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub kvs: Vec<KeyValue>,
 }
 
 /// The state machine of one master. Cheap to clone: clones share the
@@ -290,7 +298,9 @@ impl StateMachine {
         Ok(())
     }
 
-    fn build_snapshot_now(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
+    /// Every key, the applied log id and the membership, all read at one
+    /// RocksDB snapshot: a consistent image of the state machine.
+    fn read_image(&self) -> Result<Image, StoreError> {
         let db = &self.db;
         let snap = db.raw().snapshot();
         let applied: Option<LogId> =
@@ -307,6 +317,19 @@ impl StateMachine {
             let (key, raw) = item?;
             kvs.push(decode_kv(key.to_vec(), &raw));
         }
+        Ok(Image { applied, membership, kvs })
+    }
+
+    /// A consistent image of the whole state machine, read off the async
+    /// runtime (for backups: see [`crate::backup`]).
+    pub async fn image(&self) -> Result<Image, StoreError> {
+        let this = self.clone();
+        self.db.run(move |_| this.read_image()).await
+    }
+
+    fn build_snapshot_now(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
+        let db = &self.db;
+        let Image { applied, membership, kvs } = self.read_image()?;
         let data = codec::encode(&SnapshotBody { kvs })?;
         let snapshot_id = match applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
@@ -318,7 +341,7 @@ impl StateMachine {
         Ok((meta, data))
     }
 
-    fn install(&self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StoreError> {
+    pub(crate) fn install(&self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StoreError> {
         let body: SnapshotBody = codec::decode(&data)?;
         let db = &self.db;
         let mut batch = WriteBatch::default();

@@ -1,9 +1,13 @@
-//! `corral cluster status | add-master | remove-master`.
+//! `corral cluster status | add-master | remove-master | snapshot save | snapshot restore`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use raft_store::backup::{self, Backup};
 use raft_store::NodeId;
 
-use super::{Cli, Result};
+use super::{Cli, CliError, Result};
 use crate::output::{table, Format};
 
 #[derive(Debug, Subcommand)]
@@ -19,6 +23,42 @@ pub enum ClusterCommand {
     /// Remove a master from the cluster (then stop its process).
     #[command(after_help = "Example:\n  corral cluster remove-master 4")]
     RemoveMaster(RemoveMasterArgs),
+    /// Save a consistent backup of the store, or restore one into a new cluster.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save every key of the store at one revision (read on the leader) to FILE.
+    #[command(after_help = "Example:\n  corral cluster snapshot save backup.corral")]
+    Save(SaveArgs),
+    /// Write a new data dir from FILE, from which a new single-master cluster starts.
+    #[command(
+        after_help = "Example (then start the master it prints, and add others with --join):\n  corral cluster snapshot restore backup.corral --data-dir /var/lib/corral/r1 --id 1 --listen 127.0.0.1:7001"
+    )]
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Where to write the backup (written whole, then renamed into place).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A file written by `corral cluster snapshot save`.
+    pub file: PathBuf,
+    /// The new master's data dir: must be missing or empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The new master's id.
+    #[arg(long, default_value_t = 1)]
+    pub id: NodeId,
+    /// The address the new master will listen on (recorded in the new cluster's membership).
+    #[arg(long)]
+    pub listen: String,
 }
 
 #[derive(Debug, Args)]
@@ -61,7 +101,59 @@ pub async fn run(cli: &Cli, cmd: &ClusterCommand) -> Result<()> {
             let reply = client.remove_master(args.id).await?;
             println!("{}; voters {:?}, learners {:?}", reply.message, reply.voters, reply.learners);
         }
+        ClusterCommand::Snapshot(SnapshotCommand::Save(args)) => {
+            let bytes = client.snapshot().await?;
+            let backup = Backup::decode(&bytes)
+                .map_err(|e| CliError::msg(format!("the cluster sent an unusable snapshot: {e}")))?;
+            write_atomically(&args.file, &bytes)?;
+            println!(
+                "saved cluster {} at revision {} ({} keys, {} bytes, read on master {}) to {}",
+                backup.cluster_id.as_deref().unwrap_or("(no id)"),
+                backup.revision,
+                backup.kvs.len(),
+                bytes.len(),
+                backup.taken_by,
+                args.file.display()
+            );
+        }
+        ClusterCommand::Snapshot(SnapshotCommand::Restore(args)) => restore(args).await?,
     }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, and renames
+/// it into place: a crash never leaves half a backup under the final name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let failed = |e: std::io::Error| CliError::msg(format!("cannot write {}: {e}", path.display()));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp).map_err(failed)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(failed)
+}
+
+async fn restore(args: &RestoreArgs) -> Result<()> {
+    if args.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(CliError::msg(format!(
+            "--listen: {:?} is not an ip:port address such as 127.0.0.1:7001",
+            args.listen
+        )));
+    }
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| CliError::msg(format!("cannot read {}: {e}", args.file.display())))?;
+    let refused = |e: backup::BackupError| CliError::msg(format!("{}: {e}", args.file.display()));
+    let backup = Backup::decode(&bytes).map_err(refused)?;
+    let done = backup::restore(&backup, &args.data_dir, args.id, &args.listen).await.map_err(refused)?;
+    let (dir, id, addr) = (args.data_dir.display(), args.id, &args.listen);
+    println!(
+        "restored cluster {} at revision {} ({} keys) into {dir} for master {id} at {addr}",
+        backup.cluster_id.as_deref().unwrap_or("(no id)"),
+        done.revision,
+        done.keys
+    );
+    println!("next: corral master --id {id} --listen {addr} --data-dir {dir}");
+    println!("then add masters: corral master --id N --listen HOST:PORT --data-dir DIR --join {addr}");
     Ok(())
 }
 

@@ -1,10 +1,12 @@
 //! Every `corral` subcommand: its arguments (one clap struct each) and its run function.
 
+pub mod agent;
 pub mod bench;
 pub mod bench_pods;
 pub mod bench_proxy;
 pub mod bench_scheduler;
 pub mod cluster;
+pub mod exec;
 pub mod kv;
 pub mod logs;
 pub mod master;
@@ -27,6 +29,10 @@ pub enum CliError {
     Client(#[from] ClientError),
     #[error("{0}")]
     Msg(String),
+    /// The command `corral exec` ran ended with this (non-zero) exit code:
+    /// `corral` exits with it, printing nothing more.
+    #[error("the command exited with code {0}")]
+    Exit(u8),
 }
 
 impl CliError {
@@ -96,6 +102,11 @@ pub enum Command {
         after_help = "Examples:\n  corral logs web-7d4b9-x2x9q\n  corral logs duo -c server -f --tail 20"
     )]
     Logs(logs::LogsArgs),
+    /// Run a command in a running container; exits with the command's exit code.
+    #[command(
+        after_help = "Examples:\n  corral exec web-7d4b9-x2x9q -- cat /etc/hostname\n  corral exec duo -c server -n shop -- sh -c 'echo $HOSTNAME; ls /data'"
+    )]
+    Exec(exec::ExecArgs),
     /// Roll deployments back.
     #[command(subcommand)]
     Rollout(ops::RolloutCommand),
@@ -153,6 +164,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delete(args) => objects::delete(&cli, args).await,
         Command::Scale(args) => objects::scale(&cli, args).await,
         Command::Logs(args) => logs::run(&cli, args).await,
+        Command::Exec(args) => exec::run(&cli, args).await,
         Command::Rollout(cmd) => ops::rollout(&cli, cmd).await,
         Command::Cordon(args) => ops::cordon(&cli, args, true).await,
         Command::Uncordon(args) => ops::cordon(&cli, args, false).await,

@@ -43,6 +43,19 @@ impl TestCluster {
         self.cluster.client().with_timeout(Duration::from_secs(30))
     }
 
+    /// Runs the `corral` binary against this cluster: whether it succeeded,
+    /// its stdout, its stderr.
+    pub fn corral(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+            .arg("--server")
+            .arg(self.cluster.file.addresses().join(","))
+            .args(args)
+            .output()
+            .expect("corral runs");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
     /// Waits for a leader other than `not` (0 = any) and returns its id.
     pub async fn leader(&self, not: NodeId) -> NodeId {
         let deadline = Instant::now() + Duration::from_secs(30);

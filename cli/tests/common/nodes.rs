@@ -8,8 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::local::remove_labelled;
-use control_plane::api::Object;
+use control_plane::api::{manifest, Object};
 use control_plane::CorralClient;
+
+use super::TestCluster;
 
 pub struct NodeAgent {
     pub name: String,
@@ -32,6 +34,29 @@ pub async fn ensure_images() {
         .await
         .expect("docker");
     node::runtime::docker::ensure_busybox_images(runtime.docker()).await.expect("images build");
+}
+
+/// A 3-master cluster started with `flags`, and `nodes` Ready agents on
+/// 127.0.0.(base+i): what the Docker tests start from.
+pub async fn cluster_with_nodes(
+    flags: &[&str],
+    nodes: usize,
+    base: u8,
+) -> (TestCluster, Nodes, CorralClient) {
+    ensure_images().await;
+    let tc = TestCluster::start(3, flags).await;
+    let servers = tc.cluster.file.masters.iter().map(|m| m.address.clone()).collect::<Vec<_>>().join(",");
+    let agents = Nodes::start(&servers, tc.dir.path(), nodes, base, &[]);
+    let client = tc.client();
+    agents.wait_ready(&client).await;
+    (tc, agents, client)
+}
+
+/// Applies every object of a YAML manifest.
+pub async fn apply(client: &CorralClient, yaml: &str) {
+    for obj in manifest::parse("test.yaml", yaml).expect("manifest parses") {
+        client.apply(&obj).await.expect("apply");
+    }
 }
 
 impl Nodes {

@@ -2,14 +2,18 @@
 //! leads; adding and removing masters.
 
 use std::collections::BTreeSet;
+use std::pin::Pin;
 use std::time::Duration;
+
+use futures::Stream;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use raft_store::NodeId;
 use tonic::{Request, Response, Status};
 
-use super::{is_forwarded, MasterCtx};
+use super::{is_forwarded, MasterCtx, ReadAt};
+use crate::error::ApiError;
 use crate::pb;
 use crate::pb::cluster_client::ClusterClient;
 use crate::pb::cluster_server::Cluster;
@@ -20,6 +24,10 @@ pub use crate::pb::cluster_server::ClusterServer;
 const MEMBER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a new master may take to catch up before it is promoted.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The size of the pieces a backup travels in.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotChunk, Status>> + Send>>;
 
 pub struct ClusterService {
     ctx: MasterCtx,
@@ -181,8 +189,39 @@ pub fn local_member(ctx: &MasterCtx) -> pb::MemberStatusResponse {
     pb::MemberStatusResponse { member: Some(member), leader_id: metrics.current_leader.unwrap_or(0) }
 }
 
+impl ClusterService {
+    /// The backup file of the store as of now, read here on the leader. The
+    /// cluster id is minted first if it has none; that write (a no-op
+    /// conflict once the id exists) also orders the read after every write
+    /// acknowledged before the call.
+    async fn backup_here(&self) -> Result<Vec<u8>, Status> {
+        self.ctx.node.ensure_cluster_id().await.map_err(ApiError::from)?;
+        let backup = self.ctx.node.backup().await.map_err(ApiError::from)?;
+        tracing::info!(master = self.ctx.id, revision = %backup.revision, keys = backup.kvs.len(), "backup taken");
+        tokio::task::spawn_blocking(move || backup.encode())
+            .await
+            .map_err(|e| Status::internal(format!("backup encoding task failed: {e}")))?
+            .map_err(|e| Status::internal(format!("cannot encode the backup: {e}")))
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(&self, req: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        let forwarded = is_forwarded(&req);
+        let msg = req.into_inner();
+        if let ReadAt::Leader(addr) = self.ctx.read_index(forwarded).await? {
+            let reply = self.client(&addr)?.snapshot(self.ctx.forward_request(msg)).await?;
+            return Ok(Response::new(Box::pin(reply.into_inner())));
+        }
+        let file = self.backup_here().await?;
+        let chunks: Vec<Result<pb::SnapshotChunk, Status>> =
+            file.chunks(SNAPSHOT_CHUNK).map(|c| Ok(pb::SnapshotChunk { data: c.to_vec() })).collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let me = local_member(&self.ctx);
         let metrics = self.ctx.node.raft.metrics().borrow().clone();

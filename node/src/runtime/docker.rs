@@ -47,7 +47,7 @@ use self::translate::{
     is_conflict, is_missing_image, is_missing_network, is_not_found, runtime_error, DockerState,
 };
 use super::{
-    labels, ContainerConfig, ContainerInfo, ExecOutput, LogOptions, PodRef, Runtime, RuntimeError,
+    labels, ContainerConfig, ContainerInfo, ExecEvent, ExecOutput, LogOptions, PodRef, Runtime, RuntimeError,
     RuntimeResult, Sandbox, SandboxConfig, Usage,
 };
 
@@ -466,6 +466,10 @@ impl Runtime for DockerRuntime {
     ) -> BoxFuture<'_, RuntimeResult<ExecOutput>> {
         let (id, command) = (id.to_string(), command.to_vec());
         async move { exec::exec(&self.docker, &id, &command, timeout).await }.boxed()
+    }
+
+    fn exec_stream(&self, id: &str, command: &[String]) -> BoxStream<'static, RuntimeResult<ExecEvent>> {
+        exec::exec_stream(self.docker.clone(), id.to_string(), command.to_vec())
     }
 
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, RuntimeResult<Vec<u8>>> {

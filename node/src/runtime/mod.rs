@@ -192,6 +192,15 @@ pub struct ExecOutput {
     pub output: String,
 }
 
+/// One piece of a streamed exec ([`Runtime::exec_stream`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// The command ended with this code: always the last item.
+    Exit(i64),
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogOptions {
     pub follow: bool,
@@ -245,6 +254,10 @@ pub trait Runtime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> BoxFuture<'_, RuntimeResult<ExecOutput>>;
+    /// Runs a command in a running container (no terminal, no stdin) and
+    /// streams its stdout and stderr as they come, then its exit code. No
+    /// time limit; dropping the stream before the end kills the command.
+    fn exec_stream(&self, id: &str, command: &[String]) -> BoxStream<'static, RuntimeResult<ExecEvent>>;
     /// A container's log (stdout and stderr), as chunks of bytes.
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, RuntimeResult<Vec<u8>>>;
     fn stats(&self, id: &str) -> BoxFuture<'_, RuntimeResult<Usage>>;

@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, watch};
 use self::state::{exited, sort_infos, tail_lines, SimContainer, SimState};
 use super::docker::{container_name, BUSYBOX_IMAGE, PAUSE_IMAGE, SANDBOX_CONTAINER};
 use super::{
-    ContainerConfig, ContainerInfo, ContainerState, ExecOutput, LogOptions, MountSource, Runtime,
+    ContainerConfig, ContainerInfo, ContainerState, ExecEvent, ExecOutput, LogOptions, MountSource, Runtime,
     RuntimeError, RuntimeResult, Sandbox, SandboxConfig, Usage,
 };
 
@@ -397,6 +397,25 @@ impl Runtime for SimRuntime {
     ) -> BoxFuture<'_, RuntimeResult<ExecOutput>> {
         let (id, command) = (id.to_string(), command.to_vec());
         async move { self.exec_now(&id, &command, timeout).await }.boxed()
+    }
+
+    /// The simulated command's whole output at once, as stdout, then its
+    /// exit code (a hanging one hangs for a day).
+    fn exec_stream(&self, id: &str, command: &[String]) -> BoxStream<'static, RuntimeResult<ExecEvent>> {
+        let (sim, id, command) = (self.clone(), id.to_string(), command.to_vec());
+        let run = async move { sim.exec_now(&id, &command, Duration::from_secs(86_400)).await };
+        futures::stream::once(run)
+            .flat_map(|result| {
+                let events = match result {
+                    Ok(out) => vec![
+                        Ok(ExecEvent::Stdout(out.output.into_bytes())),
+                        Ok(ExecEvent::Exit(out.exit_code)),
+                    ],
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(events)
+            })
+            .boxed()
     }
 
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, RuntimeResult<Vec<u8>>> {

@@ -1,5 +1,5 @@
-//! Commands run in a running container (probes, `corral exec`), bounded in
-//! time and in output.
+//! Commands run in a running container: for probes bounded in time and in
+//! output ([`exec`]), for `corral exec` streamed ([`exec_stream`]).
 //!
 //! Docker has no call to kill an exec'd process, so on timeout the process
 //! and its descendants are killed by host pid, and only after checking from
@@ -13,21 +13,23 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::Docker;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 
 use super::translate::{is_not_found, runtime_error};
-use crate::runtime::{ExecOutput, RuntimeError, RuntimeResult};
+use crate::runtime::{ExecEvent, ExecOutput, RuntimeError, RuntimeResult};
 
 /// Output kept from one command; the rest is read and dropped so that the
 /// command never blocks on a full pipe.
 pub const MAX_OUTPUT: usize = 8 * 1024;
 
-pub(super) async fn exec(
+/// Creates and starts `command` in container `id` with its output attached:
+/// the exec's id and its output stream.
+async fn start(
     docker: &Docker,
     id: &str,
     command: &[String],
-    timeout: Duration,
-) -> RuntimeResult<ExecOutput> {
+) -> RuntimeResult<(String, BoxStream<'static, Result<LogOutput, DockerError>>)> {
     let what = format!("running {command:?} in container {id}");
     let options = CreateExecOptions {
         attach_stdout: Some(true),
@@ -42,23 +44,99 @@ pub(super) async fn exec(
             runtime_error(&what, e)
         }
     })?;
+    let output = match docker.start_exec(&created.id, None).await.map_err(|e| runtime_error(&what, e))? {
+        StartExecResults::Attached { output, .. } => output,
+        StartExecResults::Detached => futures::stream::empty().boxed(),
+    };
+    Ok((created.id, output))
+}
+
+pub(super) async fn exec(
+    docker: &Docker,
+    id: &str,
+    command: &[String],
+    timeout: Duration,
+) -> RuntimeResult<ExecOutput> {
+    let what = format!("running {command:?} in container {id}");
+    let mut exec_id = None;
     let run = async {
-        let output = match docker.start_exec(&created.id, None).await? {
-            StartExecResults::Attached { output, .. } => collect(output).await?,
-            StartExecResults::Detached => String::new(),
-        };
-        let exit_code = exit_code(docker, &created.id).await?;
-        Ok::<_, DockerError>(ExecOutput { exit_code, output })
+        let (created, output) = start(docker, id, command).await?;
+        exec_id = Some(created.clone());
+        let output = collect(output).await.map_err(|e| runtime_error(&what, e))?;
+        let exit_code = exit_code(docker, &created).await.map_err(|e| runtime_error(&what, e))?;
+        Ok(ExecOutput { exit_code, output })
     };
     match tokio::time::timeout(timeout, run).await {
-        Ok(done) => done.map_err(|e| runtime_error(&what, e)),
+        Ok(done) => done,
         Err(_) => {
-            let killed = kill(docker, &created.id).await;
+            let killed = match exec_id {
+                Some(exec_id) => kill(docker, &exec_id).await,
+                None => false,
+            };
             Err(RuntimeError::Engine(format!(
                 "{what}: timed out after {timeout:?} ({})",
                 if killed { "killed" } else { "could not kill it: it may still run" }
             )))
         }
+    }
+}
+
+/// The streaming exec behind `corral exec`: output as it comes, then the
+/// exit code. Dropping the stream early kills the command (see [`KillOnDrop`]).
+pub(super) fn exec_stream(
+    docker: Docker,
+    id: String,
+    command: Vec<String>,
+) -> BoxStream<'static, RuntimeResult<ExecEvent>> {
+    let what = format!("running {command:?} in container {id}");
+    let started = async move {
+        let (exec_id, output) = start(&docker, &id, &command).await?;
+        let guard = KillOnDrop { docker: docker.clone(), exec_id: Some(exec_id.clone()) };
+        let failed = what.clone();
+        let events = output.map(move |chunk| match chunk {
+            Ok(LogOutput::StdErr { message }) => Ok(ExecEvent::Stderr(message.to_vec())),
+            Ok(other) => Ok(ExecEvent::Stdout(other.into_bytes().to_vec())),
+            Err(e) => Err(runtime_error(&failed, e)),
+        });
+        let exit = futures::stream::once(async move {
+            let code = exit_code(&docker, &exec_id).await.map_err(|e| runtime_error(&what, e));
+            guard.disarm();
+            code.map(ExecEvent::Exit)
+        });
+        Ok::<_, RuntimeError>(events.chain(exit))
+    };
+    futures::stream::once(started)
+        .flat_map(|started| match started {
+            Ok(events) => events.boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .boxed()
+}
+
+/// Kills an exec'd command whose output nobody reads any more (the client
+/// of `corral exec` went away), unless it has finished.
+struct KillOnDrop {
+    docker: Docker,
+    exec_id: Option<String>,
+}
+
+impl KillOnDrop {
+    /// The command has finished: nothing to kill.
+    fn disarm(mut self) {
+        self.exec_id = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let (Some(exec_id), Ok(handle)) = (self.exec_id.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let docker = self.docker.clone();
+        handle.spawn(async move {
+            let killed = kill(&docker, &exec_id).await;
+            tracing::debug!(exec = %exec_id, killed, "exec abandoned by its client");
+        });
     }
 }
 

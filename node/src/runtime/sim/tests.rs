@@ -144,6 +144,17 @@ async fn exec_results_come_from_the_hook_map() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn streamed_exec_gives_the_output_then_the_exit_code() {
+    let sim = SimRuntime::new();
+    let (_, app_id) = running_pod(&sim, "u1").await;
+    sim.set_exec_result(&["cat", "/ready"], 1, "no such file");
+    let events: Vec<_> = sim.exec_stream(&app_id, &cmd(&["cat", "/ready"])).collect().await;
+    assert_eq!(events, vec![Ok(ExecEvent::Stdout(b"no such file".to_vec())), Ok(ExecEvent::Exit(1))]);
+    let events: Vec<_> = sim.exec_stream("nope", &cmd(&["true"])).collect().await;
+    assert_eq!(events, vec![Err(RuntimeError::NotFound("nope".into()))]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hanging_exec_runs_into_its_timeout() {
     let sim = SimRuntime::new();
     let (_, app_id) = running_pod(&sim, "u1").await;
