@@ -140,7 +140,10 @@ async fn a_manifest_with_one_bad_document_applies_nothing() {
     let bad = format!("{APP}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers: [{{name: c, image: x}}]\n  tolerations: []\n");
     let (ok, _, err) = corral(&tc, &["apply", "-f", "-"], Some(&bad));
     assert!(!ok);
-    assert!(err.contains("<stdin>: document 3: spec.tolerations: is not supported by Corral"), "{err}");
+    assert!(
+        err.contains("<stdin>: document 3 (line 33): spec.tolerations: is not supported by Corral"),
+        "{err}"
+    );
     let (items, _) = tc.client().list_objects("deployments", "", "").await.unwrap();
     assert!(items.is_empty(), "nothing may be applied from a file with an error");
 }

@@ -13,11 +13,11 @@ pub enum ClusterCommand {
     Status(StatusArgs),
     /// Add a master: it joins as a learner and becomes a voter once caught up.
     #[command(
-        after_help = "Start the new master first, then add it:\n  corral master --id 4 --listen 127.0.0.1:7004 --data-dir m4 --join 127.0.0.1:7001\n  (or, if it was started without --join) corral cluster add-master 4 127.0.0.1:7004"
+        after_help = "Examples:\n  # start the new master first, then add it\n  corral master --id 4 --listen 127.0.0.1:7004 --data-dir m4 --join 127.0.0.1:7001\n  (or, if it was started without --join) corral cluster add-master 4 127.0.0.1:7004"
     )]
     AddMaster(AddMasterArgs),
     /// Remove a master from the cluster (then stop its process).
-    #[command(after_help = "Example:\n  corral cluster remove-master 4")]
+    #[command(after_help = "Examples:\n  corral cluster remove-master 4")]
     RemoveMaster(RemoveMasterArgs),
 }
 
