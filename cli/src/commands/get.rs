@@ -188,7 +188,7 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
             print_all(&items, resource, f, name.is_some())
         }
         _ if items.is_empty() => {
-            eprintln!("{}", no_resources(args));
+            eprintln!("{}", no_resources(args, resource));
             Ok(())
         }
         _ => {
@@ -198,8 +198,8 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
     }
 }
 
-fn no_resources(args: &GetArgs) -> String {
-    match args.all_namespaces {
+fn no_resources(args: &GetArgs, resource: Resource) -> String {
+    match args.all_namespaces || !resource.namespaced() {
         true => "No resources found.".into(),
         false => format!("No resources found in {} namespace.", args.namespace),
     }
@@ -241,7 +241,7 @@ async fn watch(client: &CorralClient, kind: Kind, name: Option<&str>, args: &Get
             Change::Listed => {
                 let r = seen.values().try_for_each(|o| show(o, &mut printed));
                 if !listed_once && printed.is_empty() && args.output.is_none_or(|f| f == GetFormat::Wide) {
-                    eprintln!("{}", no_resources(args));
+                    eprintln!("{}", no_resources(args, resource));
                 }
                 listed_once = true;
                 r
