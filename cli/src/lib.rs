@@ -2,5 +2,8 @@
 //! tests and the benchmark drive the very code the operator runs.
 
 pub mod commands;
+pub mod config;
 pub mod local;
 pub mod output;
+pub mod resource;
+pub mod watch;

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{corral, TestCluster};
 use control_plane::api::Object;
 use control_plane::{ClientError, CorralClient};
 use futures::StreamExt;
@@ -39,30 +38,6 @@ spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
 "#;
-
-fn corral(tc: &TestCluster, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-    cmd.arg("--server").arg(tc.cluster.file.addresses().join(",")).args(args);
-    let out = match stdin {
-        Some(text) => {
-            use std::io::Write;
-            let mut child = cmd
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-            child.wait_with_output().unwrap()
-        }
-        None => cmd.output().unwrap(),
-    };
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_apply_list_watch_scale_and_delete_through_any_master() {
@@ -140,7 +115,10 @@ async fn a_manifest_with_one_bad_document_applies_nothing() {
     let bad = format!("{APP}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers: [{{name: c, image: x}}]\n  tolerations: []\n");
     let (ok, _, err) = corral(&tc, &["apply", "-f", "-"], Some(&bad));
     assert!(!ok);
-    assert!(err.contains("<stdin>: document 3: spec.tolerations: is not supported by Corral"), "{err}");
+    assert!(
+        err.contains("<stdin>: document 3 (line 33): spec.tolerations: is not supported by Corral"),
+        "{err}"
+    );
     let (items, _) = tc.client().list_objects("deployments", "", "").await.unwrap();
     assert!(items.is_empty(), "nothing may be applied from a file with an error");
 }

@@ -18,16 +18,18 @@ use crate::output::table;
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Writes/s and latency at 1, 16 and 64 clients, then kill -9 of the leader under load.
-    #[command(after_help = "Example:\n  corral bench store --duration 10s --failovers 5")]
+    #[command(after_help = "Examples:\n  corral bench store --duration 10s --failovers 5")]
     Store(StoreBenchArgs),
     /// Scheduling throughput through Raft: simulated nodes, many pods.
-    #[command(after_help = "Example:\n  corral bench scheduler --nodes 1000 --pods 30000")]
+    #[command(after_help = "Examples:\n  corral bench scheduler --nodes 1000 --pods 30000")]
     Scheduler(SchedulerBenchArgs),
     /// Pod startup latency on real node agents and Docker: apply to Running and Ready.
-    #[command(after_help = "Example:\n  corral bench pods --pods 50 --nodes 2")]
+    #[command(after_help = "Examples:\n  corral bench pods --pods 50 --nodes 2")]
     Pods(PodsBenchArgs),
     /// The service proxy's requests/s, added latency and bulk MB/s against direct connections.
-    #[command(after_help = "Example:\n  corral bench proxy --requests 20000 --connections 8 --payload 1024")]
+    #[command(
+        after_help = "Examples:\n  corral bench proxy --requests 20000 --connections 8 --payload 1024"
+    )]
     Proxy(ProxyBenchArgs),
 }
 

@@ -17,11 +17,11 @@ pub enum ClusterCommand {
     Status(StatusArgs),
     /// Add a master: it joins as a learner and becomes a voter once caught up.
     #[command(
-        after_help = "Start the new master first, then add it:\n  corral master --id 4 --listen 127.0.0.1:7004 --data-dir m4 --join 127.0.0.1:7001\n  (or, if it was started without --join) corral cluster add-master 4 127.0.0.1:7004"
+        after_help = "Examples:\n  # start the new master first, then add it\n  corral master --id 4 --listen 127.0.0.1:7004 --data-dir m4 --join 127.0.0.1:7001\n  (or, if it was started without --join) corral cluster add-master 4 127.0.0.1:7004"
     )]
     AddMaster(AddMasterArgs),
     /// Remove a master from the cluster (then stop its process).
-    #[command(after_help = "Example:\n  corral cluster remove-master 4")]
+    #[command(after_help = "Examples:\n  corral cluster remove-master 4")]
     RemoveMaster(RemoveMasterArgs),
     /// Save a consistent backup of the store, or restore one into a new cluster.
     #[command(subcommand)]
@@ -31,11 +31,11 @@ pub enum ClusterCommand {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Save every key of the store at one revision (read on the leader) to FILE.
-    #[command(after_help = "Example:\n  corral cluster snapshot save backup.corral")]
+    #[command(after_help = "Examples:\n  corral cluster snapshot save backup.corral")]
     Save(SaveArgs),
     /// Write a new data dir from FILE, from which a new single-master cluster starts.
     #[command(
-        after_help = "Example (then start the master it prints, and add others with --join):\n  corral cluster snapshot restore backup.corral --data-dir /var/lib/corral/r1 --id 1 --listen 127.0.0.1:7001"
+        after_help = "Examples:\n  corral cluster snapshot restore backup.corral --data-dir /var/lib/corral/r1 --id 1 --listen 127.0.0.1:7001\n  # then start the master it prints, and add the others with --join"
     )]
     Restore(RestoreArgs),
 }

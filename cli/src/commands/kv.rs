@@ -15,13 +15,16 @@ pub enum KvCommand {
     )]
     Put(PutArgs),
     /// Read a key (linearizable unless --stale).
+    #[command(after_help = "Examples:\n  corral kv get greeting\n  corral kv get greeting --stale -o json")]
     Get(GetArgs),
     /// Delete a key.
+    #[command(after_help = "Examples:\n  corral kv del greeting")]
     Del(DelArgs),
     /// List keys under a prefix.
+    #[command(after_help = "Examples:\n  corral kv list\n  corral kv list /registry/pods/")]
     List(ListArgs),
     /// Stream changes under a prefix, from a revision or from now.
-    #[command(after_help = "Example:\n  corral kv watch app/ --from 1")]
+    #[command(after_help = "Examples:\n  corral kv watch app/ --from 1")]
     Watch(WatchArgs),
 }
 

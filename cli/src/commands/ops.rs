@@ -1,35 +1,17 @@
-//! Operations on running objects: `rollout undo`, `cordon`, `uncordon`, `drain`.
-//! Each reads the object, changes it with the same pure functions the
-//! controllers use, and writes it back with compare-and-swap on the
+//! Operations on nodes: `cordon`, `uncordon`, `drain`; and [`update`], the
+//! read-change-write step of every command that edits an object: it reads
+//! the object, changes it with a pure function (often the one the
+//! controllers use), and writes it back with compare-and-swap on the
 //! resourceVersion it read (retrying on a conflict).
 
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use control_plane::api::{Deployment, Object, Pod};
-use control_plane::controllers::{deployment, node_lifecycle};
+use control_plane::controllers::node_lifecycle;
 use control_plane::{ClientError, CorralClient};
 
 use super::{Cli, CliError, Result};
-
-#[derive(Debug, Subcommand)]
-pub enum RolloutCommand {
-    /// Roll a deployment back to its previous revision (or --to-revision N).
-    #[command(
-        after_help = "Example:\n  corral rollout undo deployment/web\n  corral rollout undo deployment/web --to-revision 2"
-    )]
-    Undo(UndoArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct UndoArgs {
-    /// deployment/NAME
-    pub target: String,
-    #[arg(long)]
-    pub to_revision: Option<i64>,
-    #[arg(short, long, default_value = "default")]
-    pub namespace: String,
-}
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -45,7 +27,7 @@ pub struct DrainArgs {
 }
 
 /// Reads `kind/name`, applies `change`, writes it back with CAS; retries on conflict.
-async fn update(
+pub(super) async fn update(
     client: &CorralClient,
     kind: &str,
     ns: &str,
@@ -62,23 +44,6 @@ async fn update(
         }
     }
     Err(CliError::msg(format!("{kind} {name:?} kept changing; try again")))
-}
-
-pub async fn rollout(cli: &Cli, cmd: &RolloutCommand) -> Result<()> {
-    let RolloutCommand::Undo(args) = cmd;
-    let name = args
-        .target
-        .strip_prefix("deployment/")
-        .or_else(|| args.target.strip_prefix("deploy/"))
-        .ok_or_else(|| CliError::msg(format!("{:?}: give deployment/NAME", args.target)))?;
-    let client = cli.client();
-    update(&client, "deployment", &args.namespace, name, |obj| {
-        let Object::Deployment(d) = obj else { return Err("not a deployment".into()) };
-        deployment::rollback(&d, args.to_revision).map(Object::Deployment)
-    })
-    .await?;
-    println!("deployment.apps/{name} rolled back");
-    Ok(())
 }
 
 async fn set_unschedulable(client: &CorralClient, node: &str, value: bool) -> Result<()> {

@@ -14,7 +14,7 @@ use crate::output::table;
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
     /// CPU and memory of each node's pods, against its allocatable capacity.
-    #[command(after_help = "Example:\n  corral top nodes")]
+    #[command(after_help = "Examples:\n  corral top nodes")]
     Nodes,
     /// CPU and memory of each pod (sampled by its node every 10 s).
     #[command(

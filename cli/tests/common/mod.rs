@@ -17,6 +17,31 @@ use cli::local::{free_base_port, LocalCluster, LocalOptions};
 use control_plane::CorralClient;
 use raft_store::NodeId;
 
+/// Runs the real `corral` binary as `cmd` says (with `stdin` piped in);
+/// returns whether it succeeded, its stdout and its stderr.
+pub fn run_corral(mut cmd: std::process::Command, stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("corral runs");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin.unwrap_or_default().as_bytes()).expect("stdin written");
+    drop(input);
+    let out = child.wait_with_output().expect("corral ends");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `corral --server <the test cluster> ARGS`.
+pub fn corral(tc: &TestCluster, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.arg("--server").arg(tc.cluster.file.addresses().join(",")).args(args);
+    run_corral(cmd, stdin)
+}
+
 pub struct TestCluster {
     pub cluster: LocalCluster,
     pub dir: tempfile::TempDir,

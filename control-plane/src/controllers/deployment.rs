@@ -35,6 +35,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use crate::api::deployment::{DeploymentStatus, StrategyType};
+use crate::api::pod::PodTemplateSpec;
 use crate::api::{Deployment, OwnerReference, Pod, Time};
 use crate::controllers::events::EventType;
 use crate::controllers::pods;
@@ -173,6 +174,27 @@ impl<'a> Sorted<'a> {
             available: count(active().filter(|p| available(p)).count()),
         }
     }
+}
+
+/// One recorded revision of a deployment: its number, template hash and template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub number: i64,
+    pub hash: String,
+    pub template: PodTemplateSpec,
+}
+
+/// The revisions recorded in `d`'s annotations, oldest first, and the
+/// number of the current one (0: none yet). What Kubernetes reads from a
+/// deployment's ReplicaSets (`kubectl rollout history`).
+pub fn revisions(d: &Deployment) -> (i64, Vec<Revision>) {
+    let history = History::read(&d.metadata.annotations);
+    let entries = history
+        .entries
+        .into_iter()
+        .map(|e| Revision { number: e.revision, hash: e.hash, template: e.template })
+        .collect();
+    (history.current, entries)
 }
 
 /// The reference that makes `d` the controlling owner of a pod.
