@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::nodes::{ensure_images, Nodes};
+use common::nodes::{apply, ensure_images, Nodes};
 use common::TestCluster;
 use control_plane::api::{manifest, Object};
 use control_plane::CorralClient;
@@ -14,12 +14,6 @@ use control_plane::CorralClient;
 /// Node timings shortened, and the autoscaler run every 2 s instead of 15.
 const FLAGS: &[&str] =
     &["--node-grace-seconds", "3", "--node-eviction-seconds", "3", "--hpa-sync-seconds", "2"];
-
-async fn apply(client: &CorralClient, yaml: &str) {
-    for obj in manifest::parse("test.yaml", yaml).expect("manifest parses") {
-        client.apply(&obj).await.expect("apply");
-    }
-}
 
 async fn replicas(client: &CorralClient, name: &str) -> i32 {
     match client.get_object("deployments", "default", name).await {
