@@ -149,12 +149,6 @@ impl LocalCluster {
         Ok(ProcessInfo { role: "master".into(), id, address, pid, data_dir, log })
     }
 
-    /// Spawns worker node `index` (1-based) named `node-<index>` at
-    /// 127.0.0.<10 + index>, talking to the masters, and records it.
-    pub fn spawn_node(&mut self, index: u64) -> io::Result<ProcessInfo> {
-        self.spawn_node_as(index, &format!("node-{index}"), &format!("127.0.0.{}", 10 + index), &[])
-    }
-
     /// Spawns a worker node agent `name` at `address` with `extra` flags
     /// (more `--container-labels`, shorter heartbeats), and records it as
     /// node `id`. Its containers carry [`cluster_label`] too.

@@ -39,7 +39,7 @@ spec:
       containers:
       - name: app
         image: corral/busybox:1
-        command: [sh, -c, 'while :; do if [ -f /load/on ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 0.2; fi; done']
+        command: [sh, -c, 'while :; do if [ -f /load/on ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done']
         volumeMounts: [{{name: load, mountPath: /load}}]
         resources: {{requests: {{cpu: 100m}}, limits: {{cpu: 300m}}}}
 ---

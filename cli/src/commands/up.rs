@@ -16,6 +16,12 @@ pub struct UpArgs {
     /// Worker nodes to start (node-1 at 127.0.0.11, node-2 at 127.0.0.12, ...), on the local Docker engine.
     #[arg(long, default_value_t = 2)]
     pub nodes: usize,
+    /// The nodes are named PREFIX-1, PREFIX-2, ... (two clusters on one Docker engine need different prefixes).
+    #[arg(long, default_value = "node", value_name = "PREFIX")]
+    pub node_prefix: String,
+    /// The first node's address; the next nodes take the following ones (loopback keeps traffic on this machine).
+    #[arg(long, default_value = "127.0.0.11", value_name = "IP")]
+    pub node_address: std::net::Ipv4Addr,
     /// Do not deploy the demo web app.
     #[arg(long)]
     pub no_demo: bool,
@@ -76,49 +82,66 @@ pub async fn run_up(args: &UpArgs) -> Result<()> {
     let servers = cluster.file.addresses().join(",");
     let mut cluster = cluster;
     let demo = if args.nodes > 0 { start_nodes(&mut cluster, args).await? } else { None };
+    let masters = cluster.file.masters.clone();
     cluster.detach();
     print!("{}", super::cluster::status_table(&status));
-    println!("\ncluster state: {}", ClusterFile::path(&args.state_dir).display());
-    println!("next: export CORRAL_SERVER={servers}");
-    if let Some(url) = demo {
-        println!(
-            "      curl {url}            # the demo app, through any node; answers from each replica in turn"
-        );
-        println!("      corral get pods -o wide; corral get nodes; corral get endpoints demo");
-        println!("      corral scale deployment/demo --replicas 5");
+    let state = args.state_dir.display();
+    let leader = masters.iter().find(|m| m.id == status.leader_id);
+    println!();
+    match &demo {
+        Some(_) => println!(
+            "Corral is up: {} masters, {} nodes, and the demo app (3 replicas) is ready.",
+            args.masters, args.nodes
+        ),
+        None => println!("Corral is up: {} masters, {} nodes.", args.masters, args.nodes),
     }
-    println!("      corral cluster status");
-    println!("      kill -9 <the leader's pid from cluster.json>; corral cluster status   # a new leader within 2 s; the app keeps serving");
-    println!("      corral down --state-dir {}", args.state_dir.display());
+    println!(
+        "Every process (role, id, address, pid, log) is in {}.",
+        ClusterFile::path(&args.state_dir).display()
+    );
+    println!("\nTry next:");
+    let mut next: Vec<(String, String)> = vec![(format!("export CORRAL_SERVER={servers}"), String::new())];
+    if let Some(url) = &demo {
+        let nodes: Vec<String> = (1..=args.nodes as u64).map(|i| node_address(args, i)).collect();
+        next.extend([
+            (
+                format!("curl {url}"),
+                format!("the demo app through any node ({}), each replica in turn", nodes.join(", ")),
+            ),
+            ("corral get pods -o wide".into(), "the demo's pods, their IPs and nodes".into()),
+            ("corral scale deployment/demo --replicas 5".into(), String::new()),
+            ("corral apply -f examples/demo-v2.yaml".into(), "a rolling update to version 2".into()),
+            (
+                "corral rollout status deployment/demo".into(),
+                "follow it; `corral rollout undo deployment/demo` goes back".into(),
+            ),
+        ]);
+    }
+    next.push(("corral cluster status".into(), "who leads, each master's term and log".into()));
+    if let Some(m) = leader {
+        next.push((
+            format!("kill -9 {}", m.pid),
+            format!("the leader (master {}): a new one within 2 s, the cluster keeps serving", m.id),
+        ));
+    }
+    next.push((
+        format!("corral down --state-dir {state}"),
+        "stop everything and remove its containers".into(),
+    ));
+    let width = next.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    for (command, why) in next {
+        if why.is_empty() {
+            println!("  {command}");
+        } else {
+            println!("  {command:width$}   # {why}");
+        }
+    }
     Ok(())
 }
 
 /// The demo app: 3 replicas of a busybox web server that answers with its
 /// pod's name, behind a Service on port 8080 of every node.
-const DEMO: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata: {name: demo}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: demo}}
-  template:
-    metadata: {labels: {app: demo}}
-    spec:
-      containers:
-      - name: web
-        image: corral/busybox:1
-        command: [sh, -c, 'mkdir -p /www && echo \"hello from $HOSTNAME\" > /www/index.html && exec httpd -f -p 8080 -h /www']
-        ports: [{containerPort: 8080, name: http}]
-        resources: {requests: {cpu: 50m, memory: 16Mi}, limits: {memory: 64Mi}}
-        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: demo}
-spec:
-  selector: {app: demo}
-  ports: [{port: 8080, targetPort: http}]
-";
+const DEMO: &str = include_str!("../../../examples/demo.yaml");
 
 /// Builds the images if missing, starts the node agents, waits for them to
 /// be Ready and (unless --no-demo) deploys the demo app. Returns its URL.
@@ -131,11 +154,19 @@ async fn start_nodes(cluster: &mut LocalCluster, args: &UpArgs) -> Result<Option
         .await
         .map_err(|e| CliError::msg(e.to_string()))?;
     for i in 1..=args.nodes as u64 {
-        let n = cluster.spawn_node(i).map_err(|e| CliError::msg(e.to_string()))?;
-        eprintln!("started node {} at {} (pid {}, log {})", i, n.address, n.pid, n.log.display());
+        let n = cluster
+            .spawn_node_as(i, &node_name(args, i), &node_address(args, i), &[])
+            .map_err(|e| CliError::msg(e.to_string()))?;
+        eprintln!(
+            "started node {} at {} (pid {}, log {})",
+            node_name(args, i),
+            n.address,
+            n.pid,
+            n.log.display()
+        );
     }
     let client = cluster.client();
-    let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
+    let names: Vec<String> = (1..=args.nodes as u64).map(|i| node_name(args, i)).collect();
     wait_until("nodes Ready", Duration::from_secs(60), || async {
         let mut ready = 0;
         for n in &names {
@@ -166,7 +197,15 @@ async fn start_nodes(cluster: &mut LocalCluster, args: &UpArgs) -> Result<Option
         (ready == 3, format!("{ready}/3 demo pods ready"))
     })
     .await?;
-    Ok(Some("http://127.0.0.11:8080/".to_string()))
+    Ok(Some(format!("http://{}:8080/", node_address(args, 1))))
+}
+
+fn node_name(args: &UpArgs, i: u64) -> String {
+    format!("{}-{i}", args.node_prefix)
+}
+
+fn node_address(args: &UpArgs, i: u64) -> String {
+    std::net::Ipv4Addr::from(u32::from(args.node_address) + i as u32 - 1).to_string()
 }
 
 /// Polls `check` every 250 ms, printing its progress when it changes.

@@ -33,7 +33,8 @@ pub struct PodSample {
     pub name: String,
     /// Being deleted, or Failed/Succeeded: not counted at all.
     pub ignored: bool,
-    /// Pending, or not Ready.
+    /// Left out of cpu as unready (Kubernetes' rule: not Ready, or so young
+    /// that its sample may still hold start-up work); memory ignores it.
     pub unready: bool,
     /// Requests summed over the pod's containers, in thousandths (millicores, milli-bytes);
     /// a resource any container leaves unset is absent.

@@ -25,6 +25,24 @@ use super::writer::Write;
 /// 10 s by default, carried by a heartbeat every 2 s).
 const FRESH_SECS: i64 = 60;
 
+/// Kubernetes' `--horizontal-pod-autoscaler-cpu-initialization-period`: a
+/// pod this young counts for cpu only once a full sampling window has
+/// passed since it became Ready (start-up burns cpu that says nothing about load).
+const CPU_INITIALIZATION_SECS: i64 = 300;
+
+/// Kubernetes' `--horizontal-pod-autoscaler-initial-readiness-delay`: an
+/// older pod that is not Ready and never was within this delay of its start
+/// is left out of cpu.
+const INITIAL_READINESS_DELAY_SECS: i64 = 30;
+
+/// One pod's usage from its node's report: totals in thousandths, when
+/// they were sampled and over what window (seconds).
+struct Usage {
+    totals: BTreeMap<String, u64>,
+    sampled: Time,
+    window: i64,
+}
+
 /// The writes of one autoscaler pass. `memory` holds each HPA's history, by uid.
 pub fn writes(cache: &Cache, now: Time, memory: &mut BTreeMap<String, History>) -> Vec<Write> {
     let usage = pod_usage(cache, now);
@@ -68,7 +86,7 @@ pub fn writes(cache: &Cache, now: Time, memory: &mut BTreeMap<String, History>) 
                     if p.metadata.namespace_or_default() == ns
                         && d.spec.selector.matches(&p.metadata.labels) =>
                 {
-                    Some(sample(p, &usage))
+                    Some(sample(p, &usage, now))
                 }
                 _ => None,
             })
@@ -153,7 +171,7 @@ fn event(
 }
 
 /// Each pod's usage (by uid), in thousandths, from the nodes' fresh reports.
-fn pod_usage(cache: &Cache, now: Time) -> BTreeMap<String, BTreeMap<String, u64>> {
+fn pod_usage(cache: &Cache, now: Time) -> BTreeMap<String, Usage> {
     let mut usage = BTreeMap::new();
     for (o, _) in cache.of_kind(Kind::Node) {
         let Object::Node(n) = o else { continue };
@@ -161,6 +179,7 @@ fn pod_usage(cache: &Cache, now: Time) -> BTreeMap<String, BTreeMap<String, u64>
         if now.0 - metrics.timestamp.0 > FRESH_SECS {
             continue;
         }
+        let window = metrics.window.trim_end_matches('s').parse::<i64>().unwrap_or(FRESH_SECS);
         for p in &metrics.pods {
             let Some(uid) = &p.uid else { continue };
             let totals = ["cpu", "memory"]
@@ -168,14 +187,30 @@ fn pod_usage(cache: &Cache, now: Time) -> BTreeMap<String, BTreeMap<String, u64>
                 .filter(|r| p.containers.iter().all(|c| c.usage.contains_key(*r)) && !p.containers.is_empty())
                 .map(|r| (r.to_string(), p.total_millis(r)))
                 .collect();
-            usage.insert(uid.clone(), totals);
+            usage.insert(uid.clone(), Usage { totals, sampled: metrics.timestamp, window });
         }
     }
     usage
 }
 
-fn sample(p: &Pod, usage: &BTreeMap<String, BTreeMap<String, u64>>) -> PodSample {
+/// Kubernetes' rule (`groupPods`) for leaving a pod's cpu sample out as unready.
+fn cpu_unready(p: &Pod, usage: Option<&Usage>, now: Time) -> bool {
+    let status = p.status.as_ref();
+    let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let (Some(ready), Some(start)) = (ready, status.and_then(|s| s.start_time)) else { return true };
+    let is_ready = ready.status == "True";
+    let since = ready.last_transition_time.unwrap_or(start);
+    if start.0 + CPU_INITIALIZATION_SECS > now.0 {
+        // Young: the sample must cover a whole window after the pod became Ready.
+        !is_ready || usage.is_none_or(|u| u.sampled.0 - u.window <= since.0)
+    } else {
+        !is_ready && start.0 + INITIAL_READINESS_DELAY_SECS > since.0
+    }
+}
+
+fn sample(p: &Pod, usage: &BTreeMap<String, Usage>, now: Time) -> PodSample {
     let phase = p.phase();
+    let own = p.metadata.uid.as_ref().and_then(|u| usage.get(u));
     let mut requests = BTreeMap::new();
     for r in ["cpu", "memory"] {
         let all: Option<Vec<u64>> =
@@ -188,8 +223,58 @@ fn sample(p: &Pod, usage: &BTreeMap<String, BTreeMap<String, u64>>) -> PodSample
         name: p.metadata.name.clone(),
         ignored: p.metadata.deletion_timestamp.is_some()
             || matches!(phase, Some(PodPhase::Failed | PodPhase::Succeeded)),
-        unready: !p.is_ready(),
+        unready: cpu_unready(p, own, now),
         requests,
-        usage: p.metadata.uid.as_ref().and_then(|u| usage.get(u)).cloned(),
+        usage: own.map(|u| u.totals.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::pod::{Condition, PodStatus};
+
+    fn pod(start: i64, ready: Option<(&str, i64)>) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                start_time: Some(Time(start)),
+                conditions: ready
+                    .map(|(status, at)| Condition {
+                        type_: "Ready".into(),
+                        status: status.into(),
+                        last_transition_time: Some(Time(at)),
+                        ..Condition::default()
+                    })
+                    .into_iter()
+                    .collect(),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn usage(sampled: i64, window: i64) -> Usage {
+        Usage { totals: BTreeMap::new(), sampled: Time(sampled), window }
+    }
+
+    #[test]
+    fn a_young_pod_counts_for_cpu_once_a_whole_window_follows_readiness() {
+        let now = Time(1_000);
+        // Ready at 990, 10 s windows: a sample ending at 998 began before readiness.
+        assert!(cpu_unready(&pod(985, Some(("True", 990))), Some(&usage(998, 10)), now));
+        assert!(!cpu_unready(&pod(985, Some(("True", 990))), Some(&usage(1_000, 5)), now));
+        assert!(cpu_unready(&pod(985, Some(("False", 990))), Some(&usage(1_000, 5)), now));
+        assert!(cpu_unready(&pod(985, Some(("True", 990))), None, now));
+        assert!(cpu_unready(&pod(985, None), Some(&usage(1_000, 5)), now), "no Ready condition yet");
+    }
+
+    #[test]
+    fn an_old_pod_is_unready_for_cpu_only_if_it_never_became_ready() {
+        let now = Time(10_000);
+        assert!(!cpu_unready(&pod(1_000, Some(("True", 1_010))), Some(&usage(9_999, 10)), now));
+        // Not Ready now, but it was Ready after its first 30 s: still counted, as in Kubernetes.
+        assert!(!cpu_unready(&pod(1_000, Some(("False", 5_000))), Some(&usage(9_999, 10)), now));
+        // Not Ready since its start.
+        assert!(cpu_unready(&pod(1_000, Some(("False", 1_005))), Some(&usage(9_999, 10)), now));
     }
 }
