@@ -281,7 +281,7 @@ async fn the_readme_walkthrough_on_a_corral_up_cluster() {
     let (ok, out, err) = up.corral(&["drain", &node2, "--drain-timeout", "90s"]);
     assert!(ok && out.contains(&format!("node/{node2} drained")), "{out}{err}");
     let node1 = up.node(1);
-    up.eventually(60, &["get", "pods", "-o", "wide"], |o| running_on(o, 5, &node1));
+    up.eventually(60, &["get", "pods", "-o", "wide"], |o| running_on(o, 3, &node1));
     let nodes = up.ok(&["get", "nodes"]);
     assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
     assert_eq!(up.ok(&["uncordon", &node2]), format!("node/{node2} uncordoned\n"));
@@ -300,7 +300,7 @@ async fn the_readme_walkthrough_on_a_corral_up_cluster() {
     });
     let elected_in = killed_at.elapsed();
     assert_ne!(new_leader, leader);
-    answers(NODE_1, "hello from demo-", 5);
+    answers(NODE_1, "hello from demo-", 3);
     assert_eq!(up.ok(&["scale", "deployment/demo", "--replicas", "4"]), "deployment.apps/demo scaled\n");
 
     // Kill node 1, which now runs every pod, and its containers with it: they come back on node 2.

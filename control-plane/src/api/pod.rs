@@ -251,9 +251,11 @@ pub struct PodStatus {
     pub phase: Option<PodPhase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Kubernetes spells it `hostIP` (camelCase would give `hostIp`, which
+    /// earlier Corral releases stored: still read).
+    #[serde(default, rename = "hostIP", alias = "hostIp", skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "podIP", alias = "podIp", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,

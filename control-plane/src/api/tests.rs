@@ -224,3 +224,18 @@ fn rollout_bounds_scale_like_kubernetes() {
     assert_eq!(IntOrString::Int(2).scaled(10, true), Ok(2));
     assert!(IntOrString::String("lots".into()).scaled(10, true).is_err());
 }
+
+#[test]
+fn pod_status_keeps_kubernetes_spelling_of_ip_fields() {
+    let status = pod::PodStatus {
+        pod_ip: Some("172.18.0.2".into()),
+        host_ip: Some("127.0.0.11".into()),
+        ..Default::default()
+    };
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["podIP"], "172.18.0.2");
+    assert_eq!(json["hostIP"], "127.0.0.11");
+    // What earlier releases stored still reads.
+    let old: pod::PodStatus = serde_json::from_str(r#"{"podIp":"10.0.0.1","hostIp":"127.0.0.12"}"#).unwrap();
+    assert_eq!((old.pod_ip.as_deref(), old.host_ip.as_deref()), (Some("10.0.0.1"), Some("127.0.0.12")));
+}

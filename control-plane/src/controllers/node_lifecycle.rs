@@ -143,9 +143,11 @@ fn failed(pod: &Pod, node: &str, now: Time) -> Pod {
 /// A deployment with `minReadySeconds` counts no more available pods than
 /// its status last reported, since readiness alone may overstate it.
 ///
-/// A deployment that allows no unavailability (one replica, or Recreate)
-/// blocks the drain until it has a spare pod: the caller decides when to
-/// force it.
+/// A deployment whose maxUnavailable is 0 (a small one with the default
+/// 25%, or one with `maxUnavailable: 0`) still gives up one pod at a time,
+/// as if it had a PodDisruptionBudget of `maxUnavailable: 1`: nothing would
+/// ever make it a spare pod, and a drain must finish. Its next pod goes once
+/// the replacement is ready.
 pub fn drain_plan(node_pods: &[Pod], all_pods: &[Pod], deployments: &[Deployment]) -> Vec<String> {
     let mut budget: BTreeMap<&str, i64> = BTreeMap::new();
     for d in deployments {
@@ -158,7 +160,7 @@ pub fn drain_plan(node_pods: &[Pod], all_pods: &[Pod], deployments: &[Deployment
         if d.spec.min_ready_seconds.is_some_and(|s| s > 0) {
             available = available.min(d.status.as_ref().map_or(0, |s| i64::from(s.available_replicas)));
         }
-        let max_unavailable = i64::try_from(deployment::bounds(d).max_unavailable).unwrap_or(0);
+        let max_unavailable = i64::try_from(deployment::bounds(d).max_unavailable).unwrap_or(0).max(1);
         let min_available = i64::from(d.replicas().max(0)) - max_unavailable;
         budget.insert(uid, available - min_available);
     }

@@ -144,9 +144,11 @@ fn a_drain_keeps_each_deployment_at_its_minimum_available() {
     let cases = [
         (4, "25%", "25%", 2, 2, 1),
         (4, "1", "2", 2, 2, 2),
-        (4, "1", "0", 4, 0, 0),
-        (4, "1", "0", 4, 1, 1),
-        (1, "25%", "25%", 1, 0, 0),
+        // maxUnavailable 0: still one at a time, or the drain never ends.
+        (4, "1", "0", 4, 0, 1),
+        (4, "1", "0", 3, 1, 1),
+        (3, "25%", "25%", 3, 0, 1),
+        (1, "25%", "25%", 1, 0, 1),
         (1, "25%", "25%", 1, 1, 1),
         (3, "0", "0", 3, 0, 1),
     ];
@@ -161,7 +163,8 @@ fn a_drain_keeps_each_deployment_at_its_minimum_available() {
 
 #[test]
 fn a_drain_evicts_unready_finished_and_unowned_pods_freely() {
-    let (d, mut all) = drain_world(2, "1", "0", 1, 1);
+    // One of two replicas ready: its budget is spent, the others go anyway.
+    let (d, mut all) = drain_world(2, "1", "0", 1, 0);
     let gone = deployment("gone", 1);
     all.extend([
         pod("n1-starting").on("n1").not_ready(T0).owned_by(&d),
