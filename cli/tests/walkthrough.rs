@@ -48,10 +48,11 @@ impl Up {
         let mut cmd = Command::new(corral_exe());
         cmd.args(["up", "--masters", "3", "--nodes", "2", "--base-port", &base_port])
             .args(["--node-prefix", &prefix, "--node-address", NODE_1])
-            .arg("--state-dir")
-            .arg(dir.path());
+            // Relative, as in the README: `corral down` must find the same containers.
+            .args(["--state-dir", "state"])
+            .current_dir(dir.path());
         let (ok, out, err) = run_corral(cmd, None);
-        let file = ClusterFile::load(dir.path());
+        let file = ClusterFile::load(&dir.path().join("state"));
         let servers = file.map(|f| f.addresses().join(",")).unwrap_or_default();
         let up = Up { dir, servers, prefix, extra: Vec::new() };
         assert!(ok, "corral up failed:\n{out}\n{err}");
@@ -62,8 +63,13 @@ impl Up {
         format!("{}-{i}", self.prefix)
     }
 
+    /// The state dir, as `corral up` recorded it (canonical).
+    fn state(&self) -> PathBuf {
+        std::fs::canonicalize(self.dir.path().join("state")).unwrap_or_else(|_| self.dir.path().join("state"))
+    }
+
     fn file(&self) -> ClusterFile {
-        ClusterFile::load(self.dir.path()).expect("cluster.json")
+        ClusterFile::load(&self.state()).expect("cluster.json")
     }
 
     /// `corral --server <this cluster> ARGS`: success, stdout, stderr.
@@ -95,11 +101,13 @@ impl Drop for Up {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let state = self.dir.path().to_str().unwrap_or_default().to_string();
-        if ClusterFile::path(self.dir.path()).exists() {
-            let _ = Command::new(corral_exe()).args(["down", "--state-dir", &state]).output();
+        if ClusterFile::path(&self.state()).exists() {
+            let _ = Command::new(corral_exe())
+                .args(["down", "--state-dir", "state"])
+                .current_dir(self.dir.path())
+                .output();
         }
-        remove_labelled(&cluster_label(self.dir.path()));
+        remove_labelled(&cluster_label(&self.state()));
     }
 }
 
@@ -321,18 +329,17 @@ async fn the_readme_walkthrough_on_a_corral_up_cluster() {
         "{out}{err}"
     );
     up.eventually(60, &["get", "pods"], |o| o.is_empty());
-    let state = up.dir.path().to_str().unwrap().to_string();
     let (ok, out, err) = run_corral(
         {
             let mut c = Command::new(corral_exe());
-            c.args(["down", "--state-dir", &state]);
+            c.args(["down", "--state-dir", "state"]).current_dir(up.dir.path());
             c
         },
         None,
     );
     assert!(ok && err.contains("stopped"), "{out}{err}");
     let left = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label={}", cluster_label(up.dir.path()))])
+        .args(["ps", "-aq", "--filter", &format!("label={}", cluster_label(&up.state()))])
         .output()
         .unwrap();
     assert!(

@@ -128,7 +128,7 @@ pub async fn run_up(args: &UpArgs) -> Result<()> {
         format!("corral down --state-dir {state}"),
         "stop everything and remove its containers".into(),
     ));
-    let width = next.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let width = next.iter().filter(|(_, why)| !why.is_empty()).map(|(c, _)| c.len()).max().unwrap_or(0);
     for (command, why) in next {
         if why.is_empty() {
             println!("  {command}");
@@ -252,7 +252,9 @@ pub async fn run_down(args: &DownArgs) -> Result<()> {
         eprintln!("stopped {} {} (pid {})", p.role, p.id, p.pid);
     }
     if !file.nodes.is_empty() {
-        let removed = local::remove_labelled(&local::cluster_label(&args.state_dir));
+        // `up` labels with the canonical state dir (cluster.json holds it): a relative --state-dir must match.
+        let state_dir = std::fs::canonicalize(&args.state_dir).unwrap_or_else(|_| args.state_dir.clone());
+        let removed = local::remove_labelled(&local::cluster_label(&state_dir));
         if removed > 0 {
             eprintln!("removed {removed} containers");
         }
