@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 
 use clap::Args;
+use control_plane::api::autoscaling::HorizontalPodAutoscaler;
 use control_plane::api::pod::{Condition, Container, PodTemplateSpec};
 use control_plane::api::{Deployment, Event, Node, Object, ObjectMeta, Pod, Service, Time};
 use control_plane::clock::{Clock, SystemClock};
@@ -106,6 +107,7 @@ pub fn render(item: &Item, extra: &[Object], events: &[Event], now: Time) -> Str
         Item::Object(Object::Deployment(dep)) => deployment(&mut d, dep),
         Item::Object(Object::Service(s)) => service(&mut d, s, extra),
         Item::Object(Object::Node(n)) => node(&mut d, n, extra),
+        Item::Object(Object::HorizontalPodAutoscaler(h)) => hpa(&mut d, h),
         Item::ReplicaSet(r) => replicaset(&mut d, r),
         Item::Object(o) => {
             header(&mut d, o.meta(), o.kind().namespaced());
@@ -373,6 +375,61 @@ fn node(d: &mut Doc, n: &Node, pods: &[Object]) {
     d.table(2, &["Namespace", "Name", "Status"], rows);
 }
 
+/// kubectl's layout: reference, each metric as `current / target`, the
+/// bounds, the behavior, the replica counts and the conditions.
+fn hpa(d: &mut Doc, h: &HorizontalPodAutoscaler) {
+    header(d, &h.metadata, true);
+    let target = &h.spec.scale_target_ref;
+    d.field(0, "Reference", format!("{}/{}", target.kind, target.name));
+    d.field(0, "Metrics", "( current / target )");
+    let current = h.status.as_ref().map(|s| s.current_metrics.as_slice()).unwrap_or_default();
+    for r in h.metrics().iter().filter_map(|m| m.resource.as_ref()) {
+        let now = current.iter().filter_map(|c| c.resource.as_ref()).find(|c| c.name == r.name);
+        let value = |v: Option<String>| v.unwrap_or_else(|| "<unknown>".into());
+        match (r.target.average_utilization, &r.target.average_value) {
+            (Some(t), _) => {
+                let pct = now.and_then(|c| c.current.average_utilization).map(|u| format!("{u}%"));
+                let raw = now.and_then(|c| c.current.average_value.as_ref()).map(|v| format!(" ({v})"));
+                d.field(
+                    2,
+                    &format!("resource {} on pods  (as a percentage of request)", r.name),
+                    format!("{}{} / {t}%", value(pct), raw.unwrap_or_default()),
+                );
+            }
+            (None, Some(t)) => {
+                let v = now.and_then(|c| c.current.average_value.as_ref()).map(|v| v.to_string());
+                d.field(2, &format!("resource {} on pods", r.name), format!("{} / {t}", value(v)));
+            }
+            _ => d.field(2, &format!("resource {} on pods", r.name), "<unknown>"),
+        }
+    }
+    d.field(0, "Min replicas", h.spec.min_replicas.unwrap_or(1));
+    d.field(0, "Max replicas", h.spec.max_replicas);
+    if let Some(b) = &h.spec.behavior {
+        d.title(0, "Behavior");
+        for (title, rules) in [("Scale Up", &b.scale_up), ("Scale Down", &b.scale_down)] {
+            let Some(rules) = rules else { continue };
+            d.title(2, title);
+            if let Some(w) = rules.stabilization_window_seconds {
+                d.field(4, "Stabilization Window", format!("{w} seconds"));
+            }
+            if let Some(p) = &rules.select_policy {
+                d.field(4, "Select Policy", p);
+            }
+            for p in &rules.policies {
+                d.field(4, "Policy", format!("{} {} per {} seconds", p.type_, p.value, p.period_seconds));
+            }
+        }
+    }
+    let s = h.status.clone().unwrap_or_default();
+    d.field(
+        0,
+        &format!("{} pods", target.kind),
+        format!("{} current / {} desired", s.current_replicas, s.desired_replicas),
+    );
+    conditions(d, &s.conditions);
+}
+
 /// The newest events about the object, oldest first.
 fn recent_events(d: &mut Doc, kind: &str, meta: &ObjectMeta, events: &[Event], now: Time) {
     let mut mine: Vec<&Event> = events
@@ -442,6 +499,32 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
         assert!(!text.contains("Nope") && !text.contains("revision-history"), "{text}");
+    }
+
+    #[test]
+    fn an_hpa_shows_its_metrics_as_current_over_target_and_its_conditions() {
+        let h = parse("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: php-apache}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: php-apache}\n  minReplicas: 1\n  maxReplicas: 10\n  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}, {type: Resource, resource: {name: memory, target: {type: AverageValue, averageValue: 100Mi}}}]\n  behavior: {scaleDown: {stabilizationWindowSeconds: 60, policies: [{type: Pods, value: 1, periodSeconds: 15}]}}\nstatus:\n  currentReplicas: 2\n  desiredReplicas: 3\n  currentMetrics: [{type: Resource, resource: {name: cpu, current: {averageUtilization: 73, averageValue: 73m}}}]\n  conditions: [{type: AbleToScale, status: 'True', reason: SucceededRescale, message: the HPA controller was able to update the target scale to 3}]\n").remove(0);
+        let text = render(&Item::Object(h), &[], &[], Time(0));
+        for want in [
+            "Reference:",
+            "Deployment/php-apache\n",
+            "Metrics:",
+            "( current / target )\n",
+            "resource cpu on pods  (as a percentage of request):",
+            "73% (73m) / 50%\n",
+            "resource memory on pods:",
+            "<unknown> / 100Mi\n",
+            "Min replicas:",
+            "Max replicas:",
+            "Stabilization Window:",
+            "60 seconds\n",
+            "Pods 1 per 15 seconds\n",
+            "Deployment pods:",
+            "2 current / 3 desired\n",
+            "  AbleToScale  True    SucceededRescale  the HPA controller was able to update the target scale to 3\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
     }
 
     #[test]
