@@ -40,8 +40,22 @@ pub enum ClientError {
     Refused(String),
     #[error("the cluster did not answer in time ({0}); it may be electing a leader or have lost its quorum")]
     Timeout(String),
+    /// A write whose outcome nobody confirmed: an attempt got no answer (it
+    /// may have been applied), and a retry could not tell.
+    #[error("{0}")]
+    Unknown(String),
     #[error("{0}")]
     Other(String),
+}
+
+/// Whether a call changes the store. A write attempt that got no answer may
+/// still have been applied, so a retry that then meets a conflict, "already
+/// exists" or "not found" may be meeting that very write: the caller is told
+/// the outcome is unknown, never a misleading refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Read,
+    Write,
 }
 
 impl ClientError {
@@ -63,6 +77,19 @@ impl ClientError {
 /// unreachable, electing, or lost the leadership while we asked.
 fn retriable(s: &Status) -> bool {
     matches!(s.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded)
+}
+
+/// The final error of a call, knowing whether an earlier write attempt may
+/// have been applied.
+fn after(unanswered: Option<String>, e: ClientError) -> ClientError {
+    match (unanswered, e) {
+        (Some(first), ClientError::Conflict(m) | ClientError::Refused(m) | ClientError::NotFound(m)) => {
+            ClientError::Unknown(format!(
+                "the write may or may not have been applied: an attempt got no answer ({first}), and the retry was refused ({m}), perhaps because of that very attempt; read it back to see"
+            ))
+        }
+        (_, e) => e,
+    }
 }
 
 /// A client of the cluster at any of `addrs`. Cheap to clone.
@@ -107,7 +134,7 @@ impl CorralClient {
 
     /// Runs `call` against the masters in turn until one answers, the
     /// answer is final, or the timeout passes.
-    async fn with_retry<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    async fn with_retry<T, F, Fut>(&self, effect: Effect, mut call: F) -> Result<T, ClientError>
     where
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
@@ -121,6 +148,8 @@ impl CorralClient {
         let mut last = String::from("none");
         let mut backoff = self.backoff.0;
         let mut reached_any = false;
+        // A write attempt that may have been applied: what became of it.
+        let mut unanswered: Option<String> = None;
         let start = self.preferred.load(std::sync::atomic::Ordering::Relaxed);
         loop {
             for k in 0..self.addrs.len() {
@@ -138,30 +167,43 @@ impl CorralClient {
                     Ok(Err(s)) if retriable(&s) => {
                         // A status built by this process (connect failure) has a source;
                         // one a master sent over the wire does not.
-                        reached_any |= std::error::Error::source(&s).is_none();
+                        let local = std::error::Error::source(&s).is_some();
+                        reached_any |= !local;
                         last = format!("{}: {}", self.addrs[i], s.message());
+                        // Only a connection that never opened surely carried nothing.
+                        if effect == Effect::Write && !(local && s.code() == Code::Unavailable) {
+                            unanswered = Some(last.clone());
+                        }
                         tracing::debug!(master = %self.addrs[i], error = %s.message(), "retriable error");
                     }
-                    Ok(Err(s)) => return Err(ClientError::from_status(s)),
+                    Ok(Err(s)) => return Err(after(unanswered, ClientError::from_status(s))),
                     Err(_) => {
                         last = format!("{}: no answer within {ATTEMPT_TIMEOUT:?}", self.addrs[i]);
+                        if effect == Effect::Write {
+                            unanswered = Some(last.clone());
+                        }
                         tracing::debug!(master = %self.addrs[i], "no answer within {ATTEMPT_TIMEOUT:?}");
                     }
                 }
                 if Instant::now() >= deadline {
-                    return Err(self.give_up(reached_any, last));
+                    return Err(self.give_up(reached_any, last, unanswered));
                 }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.backoff.1);
             if Instant::now() >= deadline {
-                return Err(self.give_up(reached_any, last));
+                return Err(self.give_up(reached_any, last, unanswered));
             }
         }
     }
 
-    fn give_up(&self, reached_any: bool, last: String) -> ClientError {
-        if reached_any {
+    fn give_up(&self, reached_any: bool, last: String, unanswered: Option<String>) -> ClientError {
+        if let Some(first) = unanswered {
+            ClientError::Unknown(format!(
+                "the write may or may not have been applied: an attempt got no answer ({first}) and no master confirmed it within {:?} (last error: {last}); read it back to see",
+                self.timeout
+            ))
+        } else if reached_any {
             ClientError::Timeout(last)
         } else {
             ClientError::NoMaster { addrs: self.addrs.join(", "), last }
@@ -179,23 +221,25 @@ impl CorralClient {
     }
 
     /// One store RPC with retries: `f` gets a fresh client and request per attempt.
-    async fn store_call<T, R, F, Fut>(&self, msg: T, f: F) -> Result<R, ClientError>
+    async fn store_call<T, R, F, Fut>(&self, effect: Effect, msg: T, f: F) -> Result<R, ClientError>
     where
         T: Clone,
         F: Fn(StoreClient<Channel>, Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
-        self.with_retry(|ch| f(Self::store(ch), Self::request(msg.clone()))).await.map(|r| r.into_inner())
+        self.with_retry(effect, |ch| f(Self::store(ch), Self::request(msg.clone())))
+            .await
+            .map(|r| r.into_inner())
     }
 
     /// One cluster RPC with retries.
-    async fn cluster_call<T, R, F, Fut>(&self, msg: T, f: F) -> Result<R, ClientError>
+    async fn cluster_call<T, R, F, Fut>(&self, effect: Effect, msg: T, f: F) -> Result<R, ClientError>
     where
         T: Clone,
         F: Fn(ClusterClient<Channel>, Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
-        self.with_retry(|ch| f(ClusterClient::new(ch), Self::request(msg.clone())))
+        self.with_retry(effect, |ch| f(ClusterClient::new(ch), Self::request(msg.clone())))
             .await
             .map(|r| r.into_inner())
     }
@@ -203,7 +247,7 @@ impl CorralClient {
     /// Reads one key; `stale` skips the read index.
     pub async fn get(&self, key: &[u8], stale: bool) -> Result<(Option<KeyValue>, Revision), ClientError> {
         let msg = pb::GetRequest { key: key.to_vec(), stale };
-        let reply = self.store_call(msg, |mut c, r| async move { c.get(r).await }).await?;
+        let reply = self.store_call(Effect::Read, msg, |mut c, r| async move { c.get(r).await }).await?;
         Ok((reply.kv.map(kv_from_pb), Revision(reply.revision)))
     }
 
@@ -218,7 +262,7 @@ impl CorralClient {
                 limit: 1000,
                 stale,
             };
-            let reply = self.store_call(msg, |mut c, r| async move { c.list(r).await }).await?;
+            let reply = self.store_call(Effect::Read, msg, |mut c, r| async move { c.list(r).await }).await?;
             out.extend(reply.kvs.into_iter().map(kv_from_pb));
             if !reply.more {
                 return Ok((out, Revision(reply.revision)));
@@ -235,14 +279,14 @@ impl CorralClient {
         expected: Option<u64>,
     ) -> Result<Revision, ClientError> {
         let msg = pb::PutRequest { key: key.to_vec(), value: value.to_vec(), expected_revision: expected };
-        let reply = self.store_call(msg, |mut c, r| async move { c.put(r).await }).await?;
+        let reply = self.store_call(Effect::Write, msg, |mut c, r| async move { c.put(r).await }).await?;
         Ok(Revision(reply.revision))
     }
 
     /// Deletes a key; returns the revision of the delete and whether the key existed.
     pub async fn delete(&self, key: &[u8], expected: Option<u64>) -> Result<(Revision, bool), ClientError> {
         let msg = pb::DeleteRequest { key: key.to_vec(), expected_revision: expected };
-        let reply = self.store_call(msg, |mut c, r| async move { c.delete(r).await }).await?;
+        let reply = self.store_call(Effect::Write, msg, |mut c, r| async move { c.delete(r).await }).await?;
         let existed = reply.results.first().map(|r| r.prev_revision.is_some()).unwrap_or(false);
         Ok((Revision(reply.revision), existed))
     }
@@ -250,7 +294,7 @@ impl CorralClient {
     /// Runs a transaction: all of it, or (on a failed condition) none of it.
     pub async fn txn(&self, txn: &Txn) -> Result<Revision, ClientError> {
         let msg = convert::txn_to_pb(txn);
-        let reply = self.store_call(msg, |mut c, r| async move { c.txn(r).await }).await?;
+        let reply = self.store_call(Effect::Write, msg, |mut c, r| async move { c.txn(r).await }).await?;
         Ok(Revision(reply.revision))
     }
 
@@ -264,7 +308,7 @@ impl CorralClient {
         let msg = pb::WatchRequest { prefix: prefix.to_vec(), from_revision: from.map(|r| r.0) };
         // No deadline: a watch runs until the caller drops it.
         let stream = self
-            .with_retry(|ch| {
+            .with_retry(Effect::Read, |ch| {
                 let req = Request::new(msg.clone());
                 async move { Self::store(ch).watch(req).await }
             })
@@ -278,14 +322,15 @@ impl CorralClient {
 
     /// The cluster's members, their logs, and who leads.
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
-        self.cluster_call(pb::StatusRequest {}, |mut c, r| async move { c.status(r).await }).await
+        self.cluster_call(Effect::Read, pb::StatusRequest {}, |mut c, r| async move { c.status(r).await })
+            .await
     }
 
     /// Adds a master (learner first, voter once caught up).
     pub async fn add_master(&self, id: NodeId, address: &str) -> Result<pb::MembershipResponse, ClientError> {
         let msg = pb::AddMasterRequest { id, address: address.to_string() };
         let reply = self
-            .with_retry(|ch| {
+            .with_retry(Effect::Write, |ch| {
                 let mut req = Request::new(msg.clone());
                 req.set_timeout(Duration::from_secs(150));
                 async move { ClusterClient::new(ch).add_master(req).await }
@@ -299,7 +344,7 @@ impl CorralClient {
     pub async fn snapshot(&self) -> Result<Vec<u8>, ClientError> {
         // Retries cover opening the stream; the transfer itself has no deadline.
         let mut stream = self
-            .with_retry(|ch| async move {
+            .with_retry(Effect::Read, |ch| async move {
                 ClusterClient::new(ch).snapshot(Request::new(pb::SnapshotRequest {})).await
             })
             .await?
@@ -315,7 +360,7 @@ impl CorralClient {
 
     pub async fn remove_master(&self, id: NodeId) -> Result<pb::MembershipResponse, ClientError> {
         let msg = pb::RemoveMasterRequest { id };
-        self.cluster_call(msg, |mut c, r| async move { c.remove_master(r).await }).await
+        self.cluster_call(Effect::Write, msg, |mut c, r| async move { c.remove_master(r).await }).await
     }
 
     /// Asks one specific master about itself (no retry elsewhere).
@@ -349,13 +394,13 @@ fn key(kind: &str, namespace: &str, name: &str) -> pb::ObjectKey {
 
 impl CorralClient {
     /// One objects RPC with retries.
-    async fn objects_call<T, R, F, Fut>(&self, msg: T, f: F) -> Result<R, ClientError>
+    async fn objects_call<T, R, F, Fut>(&self, effect: Effect, msg: T, f: F) -> Result<R, ClientError>
     where
         T: Clone,
         F: Fn(ObjectsClient<Channel>, Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
-        self.with_retry(|ch| {
+        self.with_retry(effect, |ch| {
             f(ObjectsClient::new(ch).max_decoding_message_size(64 << 20), Self::request(msg.clone()))
         })
         .await
@@ -366,7 +411,7 @@ impl CorralClient {
     /// `created`, `configured` or `unchanged`.
     pub async fn apply(&self, obj: &Object) -> Result<(Object, String), ClientError> {
         let msg = pb::ApplyRequest { object: obj.to_json(), create_only: false };
-        let reply = self.objects_call(msg, |mut c, r| async move { c.apply(r).await }).await?;
+        let reply = self.objects_call(Effect::Write, msg, |mut c, r| async move { c.apply(r).await }).await?;
         Ok((object_from(&reply.object)?, reply.action))
     }
 
@@ -374,13 +419,14 @@ impl CorralClient {
     /// `Conflict` when it does, whoever created it first.
     pub async fn create(&self, obj: &Object) -> Result<Object, ClientError> {
         let msg = pb::ApplyRequest { object: obj.to_json(), create_only: true };
-        let reply = self.objects_call(msg, |mut c, r| async move { c.apply(r).await }).await?;
+        let reply = self.objects_call(Effect::Write, msg, |mut c, r| async move { c.apply(r).await }).await?;
         object_from(&reply.object)
     }
 
     pub async fn get_object(&self, kind: &str, namespace: &str, name: &str) -> Result<Object, ClientError> {
-        let reply =
-            self.objects_call(key(kind, namespace, name), |mut c, r| async move { c.get(r).await }).await?;
+        let reply = self
+            .objects_call(Effect::Read, key(kind, namespace, name), |mut c, r| async move { c.get(r).await })
+            .await?;
         object_from(&reply.object)
     }
 
@@ -397,7 +443,7 @@ impl CorralClient {
             namespace: namespace.into(),
             label_selector: selector.into(),
         };
-        let reply = self.objects_call(msg, |mut c, r| async move { c.list(r).await }).await?;
+        let reply = self.objects_call(Effect::Read, msg, |mut c, r| async move { c.list(r).await }).await?;
         let items = reply.items.iter().map(|b| object_from(b)).collect::<Result<_, _>>()?;
         Ok((items, Revision(reply.revision)))
     }
@@ -415,7 +461,7 @@ impl CorralClient {
             from_revision: from.map(|r| r.0),
         };
         let stream = self
-            .with_retry(|ch| {
+            .with_retry(Effect::Read, |ch| {
                 let req = Request::new(msg.clone());
                 async move { ObjectsClient::new(ch).max_decoding_message_size(64 << 20).watch(req).await }
             })
@@ -461,14 +507,16 @@ impl CorralClient {
             expected_revision: expected.map(|r| r.0),
             force,
         };
-        let reply = self.objects_call(msg, |mut c, r| async move { c.delete(r).await }).await?;
+        let reply =
+            self.objects_call(Effect::Write, msg, |mut c, r| async move { c.delete(r).await }).await?;
         Ok((reply.action, object_from(&reply.object)?))
     }
 
     /// Replaces an object's status (nodes report pods and themselves this way).
     pub async fn update_status(&self, obj: &Object) -> Result<Object, ClientError> {
         let msg = pb::UpdateStatusRequest { object: obj.to_json() };
-        let reply = self.objects_call(msg, |mut c, r| async move { c.update_status(r).await }).await?;
+        let reply =
+            self.objects_call(Effect::Write, msg, |mut c, r| async move { c.update_status(r).await }).await?;
         object_from(&reply.object)
     }
 
@@ -480,7 +528,7 @@ impl CorralClient {
         replicas: i32,
     ) -> Result<Object, ClientError> {
         let msg = pb::ScaleRequest { key: Some(key(kind, namespace, name)), replicas };
-        let reply = self.objects_call(msg, |mut c, r| async move { c.scale(r).await }).await?;
+        let reply = self.objects_call(Effect::Write, msg, |mut c, r| async move { c.scale(r).await }).await?;
         object_from(&reply.object)
     }
 }
@@ -499,3 +547,6 @@ fn event_from_pb(e: pb::Event) -> Event {
         prev_revision: e.prev_revision.map(Revision),
     }
 }
+
+#[cfg(test)]
+mod tests;
