@@ -25,6 +25,7 @@ mod translate;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
@@ -66,7 +67,17 @@ const INSPECT_CONCURRENCY: usize = 8;
 pub struct DockerRuntime {
     docker: Docker,
     network: String,
+    /// The last inspection of each container, with the state the list
+    /// showed then: a container is inspected again only when its state
+    /// changes (its times, exit code and address change only then), so a
+    /// sync pass costs one list call, not one call per container. Docker's
+    /// list can lag its events by a moment, so every event drops its
+    /// container from the cache (`changes`): what follows a nudge is fresh.
+    inspected: InspectCache,
 }
+
+/// Container id → (the state the list showed, the inspection then).
+type InspectCache = Arc<std::sync::Mutex<HashMap<String, (String, ContainerInspectResponse)>>>;
 
 impl DockerRuntime {
     /// Connects to the local engine (`DOCKER_HOST` if it names a unix
@@ -90,7 +101,7 @@ impl DockerRuntime {
             .map_err(|e| runtime_error(&what, e))?;
         let docker = docker.negotiate_version().await.map_err(|e| runtime_error(&what, e))?;
         network::ensure_network(&docker, network).await?;
-        Ok(DockerRuntime { docker, network: network.to_string() })
+        Ok(DockerRuntime { docker, network: network.to_string(), inspected: Default::default() })
     }
 
     /// The bollard client, for what the [`Runtime`] does not cover (tests,
@@ -315,21 +326,47 @@ impl DockerRuntime {
             .list_containers(Some(options))
             .await
             .map_err(|e| runtime_error(&format!("listing the containers of node {node}"), e))?;
-        // The summary lacks start and finish times: inspect each.
-        let inspected: Vec<RuntimeResult<ContainerInspectResponse>> =
-            futures::stream::iter(summaries.into_iter().filter_map(|s| s.id))
-                .map(|id| async move { self.inspect(&id).await })
-                .buffer_unordered(INSPECT_CONCURRENCY)
-                .collect()
-                .await;
-        let mut infos = Vec::new();
-        for inspect in inspected {
-            match inspect {
-                Ok(inspect) => infos.extend(self.info_of(&inspect)),
-                // Removed between the list and the inspect.
-                Err(RuntimeError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+        // The summary lacks start and finish times: inspect each container
+        // whose state changed since its last inspection.
+        let listed: Vec<(String, String)> =
+            summaries.into_iter().filter_map(|s| Some((s.id?, format!("{:?}", s.state)))).collect();
+        let (mut fresh, stale): (Vec<ContainerInspectResponse>, Vec<(String, String)>) = {
+            let cache = self.inspected.lock().expect("inspect cache");
+            let mut fresh = Vec::new();
+            let mut stale = Vec::new();
+            for (id, state) in &listed {
+                match cache.get(id) {
+                    Some((seen, inspect)) if seen == state => fresh.push(inspect.clone()),
+                    _ => stale.push((id.clone(), state.clone())),
+                }
             }
+            (fresh, stale)
+        };
+        let inspected: Vec<(String, RuntimeResult<ContainerInspectResponse>)> = futures::stream::iter(stale)
+            .map(|(id, state)| async move { (state, self.inspect(&id).await) })
+            .buffer_unordered(INSPECT_CONCURRENCY)
+            .collect()
+            .await;
+        {
+            let mut cache = self.inspected.lock().expect("inspect cache");
+            cache.retain(|id, _| listed.iter().any(|(l, _)| l == id));
+            for (state, inspect) in inspected {
+                match inspect {
+                    Ok(inspect) => {
+                        if let Some(id) = inspect.id.clone() {
+                            cache.insert(id, (state, inspect.clone()));
+                        }
+                        fresh.push(inspect);
+                    }
+                    // Removed between the list and the inspect.
+                    Err(RuntimeError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut infos = Vec::new();
+        for inspect in &fresh {
+            infos.extend(self.info_of(inspect));
         }
         infos.sort_by(|a, b| {
             (&a.pod, &a.container, a.attempt, &a.id).cmp(&(&b.pod, &b.container, b.attempt, &b.id))
@@ -500,7 +537,7 @@ impl Runtime for DockerRuntime {
     }
 
     fn changes(&self, node: &str) -> BoxStream<'static, ()> {
-        events::changes(self.docker.clone(), node)
+        events::changes(self.docker.clone(), node, self.inspected.clone())
     }
 
     fn pod_network(&self) -> BoxFuture<'_, RuntimeResult<Option<crate::runtime::PodNetwork>>> {

@@ -22,14 +22,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// probe) and attach/resize events do not, so they are not asked for.
 const STATE_EVENTS: [&str; 7] = ["create", "start", "die", "oom", "destroy", "pause", "unpause"];
 
-pub(super) fn changes(docker: Docker, node: &str) -> BoxStream<'static, ()> {
+/// Each event also drops its container from `inspected` (the runtime's
+/// inspect cache), so the list the nudge leads to inspects it afresh.
+pub(super) fn changes(docker: Docker, node: &str, inspected: super::InspectCache) -> BoxStream<'static, ()> {
     let filters: HashMap<&str, Vec<String>> = HashMap::from([
         ("type", vec!["container".to_string()]),
         ("label", vec![format!("{}={node}", labels::NODE)]),
         ("event", STATE_EVENTS.map(String::from).to_vec()),
     ]);
     let options = EventsOptionsBuilder::default().filters(&filters).build();
-    let watch = Watch { docker, options, events: None, broken: false, backoff: MIN_BACKOFF };
+    let watch = Watch { docker, options, events: None, broken: false, backoff: MIN_BACKOFF, inspected };
     futures::stream::unfold(watch, |mut watch| async move {
         watch.next_change().await;
         Some(((), watch))
@@ -44,6 +46,7 @@ struct Watch {
     /// The last subscription ended: the next successful one nudges at once.
     broken: bool,
     backoff: Duration,
+    inspected: super::InspectCache,
 }
 
 impl Watch {
@@ -61,6 +64,7 @@ impl Watch {
                     // that answers pings but refuses the subscription gets a
                     // nudge every few seconds, not a storm.
                     self.broken = false;
+                    self.inspected.lock().expect("inspect cache").clear();
                     self.events = Some(self.docker.events(Some(self.options.clone())).boxed());
                     return;
                 }
@@ -68,7 +72,10 @@ impl Watch {
             }
             let next = self.events.as_mut().expect("subscribed above").next().await;
             match next {
-                Some(Ok(_)) => {
+                Some(Ok(event)) => {
+                    if let Some(id) = event.actor.and_then(|a| a.id) {
+                        self.inspected.lock().expect("inspect cache").remove(&id);
+                    }
                     self.backoff = MIN_BACKOFF;
                     return;
                 }
