@@ -90,10 +90,12 @@ impl Recorder {
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "p{:<5} key {} {:>9.3}s ", self.process, self.key, self.invoked_at.as_secs_f64())?;
+        // The sequence numbers are the real-time order the check uses.
+        let at = self.invoked_at.as_secs_f64();
+        write!(f, "p{:<5} key {} #{:<6} {at:>9.3}s ", self.process, self.key, self.invoked)?;
         match &self.returned {
-            Some((_, at, outcome)) => {
-                write!(f, "..{:>9.3}s  {:?} -> {outcome:?}", at.as_secs_f64(), self.call)
+            Some((seq, at, outcome)) => {
+                write!(f, "..#{seq:<6} {:>9.3}s  {:?} -> {outcome:?}", at.as_secs_f64(), self.call)
             }
             None => write!(f, "..   (open)  {:?}", self.call),
         }

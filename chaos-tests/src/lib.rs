@@ -11,12 +11,14 @@
 //! clients ([`workload`]), the recorded history ([`history`]) and its
 //! linearizability check ([`linearizability`]), what the checks see inside
 //! the masters ([`observe`]), and a whole run with every invariant checked
-//! ([`scenario`]).
+//! ([`scenario`]); node agents on the in-memory runtime as hosts of their
+//! own ([`run_node`]) and a run with pods ([`pods`]).
 
 pub mod history;
 pub mod linearizability;
 pub mod nemesis;
 pub mod observe;
+pub mod pods;
 pub mod scenario;
 pub mod workload;
 
@@ -26,10 +28,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use control_plane::clock::SystemClock;
+use control_plane::api::Time;
+use control_plane::clock::{Clock, SharedClock};
 use control_plane::{CorralClient, Master, MasterConfig};
 use futures::Stream;
 use hyper_util::rt::TokioIo;
+use node::agent::AgentConfig;
+use node::runtime::sim::SimRuntime;
 use raft_store::db::IoMode;
 use raft_store::state_machine::History;
 use raft_store::transport::{endpoint, DialError, DialTimeouts, Dialer};
@@ -118,7 +123,7 @@ pub async fn run_master(id: NodeId, peers: u64, data_dir: std::path::PathBuf) ->
         raft,
         advertise: master_addr(id),
         peers,
-        clock: Arc::new(SystemClock),
+        clock: Arc::new(SimClock),
         controllers: Default::default(),
     };
     let master = Master::start(config, Arc::new(SimDialer)).await?;
@@ -126,6 +131,49 @@ pub async fn run_master(id: NodeId, peers: u64, data_dir: std::path::PathBuf) ->
     let _seen = observe::register(master.node());
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
     master.serve(sim_incoming(listener), std::future::pending()).await?;
+    Ok(())
+}
+
+/// Wall-clock time in a simulation: a fixed epoch plus turmoil's simulated
+/// time, the same on every host. Masters stamp objects and judge heartbeat
+/// ages with it and agents stamp heartbeats with it, so a node's silence is
+/// measured in simulated seconds (the system clock would measure it in
+/// however long the machine took to simulate them) and a run replays.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimClock;
+
+/// Where [`SimClock`] starts: 2023-11-14.
+pub const SIM_EPOCH: i64 = 1_700_000_000;
+
+impl Clock for SimClock {
+    fn now(&self) -> Time {
+        Time(SIM_EPOCH + history::sim_now().as_secs() as i64)
+    }
+}
+
+/// The simulated host name of node agent `i` (from 1).
+pub fn node_host(i: usize) -> String {
+    format!("n{i}")
+}
+
+/// The container engine of a simulated node: created by the node's host
+/// on its first start and kept across agent restarts (as Docker outlives
+/// the agent); the checks read it from outside.
+pub type RuntimeSlot = Arc<std::sync::Mutex<Option<SimRuntime>>>;
+
+/// Runs the node agent `name` on this turmoil host, on the in-memory
+/// runtime in `slot`, talking to `masters` through the simulated network.
+/// The proxy, DNS and log servers are left out (they bind OS sockets).
+pub async fn run_node(name: String, masters: Vec<NodeId>, slot: RuntimeSlot) -> turmoil::Result {
+    let runtime = slot.lock().expect("runtime slot").get_or_insert_with(SimRuntime::new).clone();
+    let mut cfg = AgentConfig::new(name.clone(), turmoil::lookup(name.as_str()));
+    cfg.cpu = Some("4".parse()?);
+    cfg.memory = Some("8Gi".parse()?);
+    cfg.serve_network = false;
+    cfg.clock = SharedClock(Arc::new(SimClock));
+    let client = sim_client(&masters, Duration::from_secs(5));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    node::agent::run(client, Arc::new(runtime), cfg, cancel).await?;
     Ok(())
 }
 
@@ -147,7 +195,9 @@ pub fn seeds(ci: &[u64]) -> Vec<u64> {
     ci.to_vec()
 }
 
-/// Runs `scenario` once per seed; a failure names the seed and how to replay it.
+/// Runs `scenario` once per seed, every seed even after a failure (a soak
+/// reports all its anomalies); fails naming each failing seed and how to
+/// replay it.
 pub fn run_seeded(test: &str, ci: &[u64], scenario: impl Fn(u64) -> turmoil::Result) {
     let _ = tracing_subscriber::fmt()
         // Quiet unless asked (RUST_LOG=chaos_tests=info shows the nemesis):
@@ -158,6 +208,7 @@ pub fn run_seeded(test: &str, ci: &[u64], scenario: impl Fn(u64) -> turmoil::Res
         )
         .with_test_writer()
         .try_init();
+    let mut failures = Vec::new();
     for seed in seeds(ci) {
         eprintln!("{test}: seed {seed}");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(seed)));
@@ -170,8 +221,10 @@ pub fn run_seeded(test: &str, ci: &[u64], scenario: impl Fn(u64) -> turmoil::Res
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic".into()),
         };
-        panic!(
+        eprintln!("{test}: seed {seed} FAILED: {failure}");
+        failures.push(format!(
             "{test} failed with seed {seed}: {failure}\nreplay: CHAOS_SEED={seed} cargo test -p chaos-tests --test {test} -- --nocapture"
-        );
+        ));
     }
+    assert!(failures.is_empty(), "{} failing seed(s):\n{}", failures.len(), failures.join("\n"));
 }

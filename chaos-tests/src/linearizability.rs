@@ -316,7 +316,7 @@ fn write_history(path: &PathBuf, key: usize, ops: &[&Op], what: &str) -> std::io
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut text = format!("# key {key}: {what}\n# process key invoked..returned call -> outcome\n");
+    let mut text = format!("# key {key}: {what}\n# process key #seq invoked..#seq returned call -> outcome (#seq: real-time order)\n");
     for op in ops {
         text.push_str(&op.to_string());
         text.push('\n');

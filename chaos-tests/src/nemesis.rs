@@ -183,6 +183,12 @@ impl Nemesis {
         self.note(sim, "healed: every link repaired, every master running".into());
     }
 
+    /// How many faults were started (repairs and restarts not counted).
+    pub fn faults_injected(&self) -> usize {
+        let ends = ["repaired", "over", "normal", "restarted", "healed"];
+        self.log.iter().filter(|l| !ends.iter().any(|e| l.contains(e))).count()
+    }
+
     fn note(&mut self, sim: &turmoil::Sim<'_>, what: String) {
         let line = format!("{:>8.3}s {what}", sim.elapsed().as_secs_f64());
         tracing::info!("nemesis: {line}");

@@ -9,7 +9,9 @@
 //! lower vote). Such a leader cannot commit (a quorum holds the higher
 //! vote), so safety rests on the data checks (linearizability, no lost
 //! write, members agree); terms with two leaders are counted and reported,
-//! not failed.
+//! not failed. Enabling `single-term-leader` was tried and reverted: a
+//! two-master majority then split its votes forever (see the README's
+//! "Chaos tests").
 //!
 //! turmoil runs every host on the test's thread, so this is thread-local:
 //! tests running in parallel each see their own simulation. A master's

@@ -12,7 +12,7 @@
 //!   no gap, no repeat, also across the hops between masters.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,22 +62,10 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// Runs the scenario with `seed`; an `Err` names the broken invariant.
 pub fn run(seed: u64, cfg: &Config) -> turmoil::Result {
-    observe::reset();
     let dirs = tempfile::tempdir()?;
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(Duration::from_secs(600))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(BASE_LATENCY)
-        .build();
+    let mut sim = cluster(seed, cfg.masters, dirs.path());
     let masters: Vec<NodeId> = (1..=cfg.masters).collect();
-    for id in masters.clone() {
-        let dir = dirs.path().join(master_host(id));
-        let peers = cfg.masters;
-        sim.host(master_host(id), move || run_master(id, peers, dir.clone()));
-    }
-    let warmup = Duration::from_secs(3);
-    let schedule = Schedule::random(seed, masters.len(), warmup, cfg.faults_for, cfg.quiet);
+    let schedule = Schedule::random(seed, masters.len(), WARMUP, cfg.faults_for, cfg.quiet);
     tracing::info!("seed {seed} schedule:\n{schedule}");
     let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut nemesis = Nemesis::new(seed, schedule.clone(), masters.clone(), admin_tx);
@@ -85,26 +73,58 @@ pub fn run(seed: u64, cfg: &Config) -> turmoil::Result {
     let cfg2 = cfg.clone();
     let end = schedule.end;
     sim.client("workload", async move { drive(seed, cfg2, end, admin_rx).await });
+    simulate(cfg.test, seed, &mut sim, &mut nemesis, |_| {})
+}
+
+/// When the nemesis starts: the cluster has elected its first leader.
+pub const WARMUP: Duration = Duration::from_secs(3);
+
+/// A seeded simulation running `masters` masters, each with its RocksDB
+/// data under `data` (kept across crashes and bounces).
+pub fn cluster(seed: u64, masters: u64, data: &Path) -> turmoil::Sim<'static> {
+    observe::reset();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(600))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(BASE_LATENCY)
+        .build();
+    for id in 1..=masters {
+        let dir = data.join(master_host(id));
+        sim.host(master_host(id), move || run_master(id, masters, dir.clone()));
+    }
+    sim
+}
+
+/// Steps `sim` until its clients are done, letting the nemesis and then
+/// `between` act after every step; prints what the nemesis did and the
+/// terms that had two leaders (reported, not failed: see [`crate::observe`]).
+pub fn simulate(
+    test: &str,
+    seed: u64,
+    sim: &mut turmoil::Sim<'_>,
+    nemesis: &mut Nemesis,
+    mut between: impl FnMut(&mut turmoil::Sim<'_>),
+) -> turmoil::Result {
     let result = loop {
         match sim.step() {
             Ok(true) => break Ok(()),
-            Ok(false) => nemesis.tick(&mut sim),
+            Ok(false) => {
+                nemesis.tick(sim);
+                between(sim);
+            }
             Err(e) => break Err(e),
         }
     };
-    let faults = nemesis
-        .log
-        .iter()
-        .filter(|l| {
-            !l.contains("repaired")
-                && !l.contains("over")
-                && !l.contains("normal")
-                && !l.contains("restarted")
-        })
-        .count();
+    let terms = observe::leaders_by_term().len();
+    let two = observe::terms_with_two_leaders();
     match &result {
-        Ok(()) => eprintln!("{} seed {seed}: {faults} fault events injected", cfg.test),
-        Err(_) => eprintln!("{} seed {seed}: faults injected:\n{}", cfg.test, nemesis.log.join("\n")),
+        Ok(()) => eprintln!(
+            "{test} seed {seed}: {} fault events injected, {terms} terms, {} with two leaders {two:?}",
+            nemesis.faults_injected(),
+            two.len()
+        ),
+        Err(_) => eprintln!("{test} seed {seed}: faults injected:\n{}", nemesis.log.join("\n")),
     }
     result
 }
@@ -182,18 +202,17 @@ async fn drive(
     check_no_acked_write_lost(&client, &acked).await?;
     let reference = check_members_agree(&masters, start).await?;
     for (i, w) in watched.iter().enumerate() {
-        check_watch(i, w, &reference, &acked, start)?;
+        check_watch(i, w, b"w/", &reference, start)?;
+        check_watch_saw_acked(i, w, &acked)?;
     }
     let resumed: usize = watched.iter().map(|w| w.resumed).sum();
     eprintln!(
         "{} seed {seed}: {} register ops ({acknowledged} acknowledged writes), {} distinct writes, \
-         {} watch events over {resumed} resumptions, {} terms ({} with two leaders): all invariants hold",
+         {} watch events over {resumed} resumptions: all invariants hold",
         cfg.test,
         ops.len(),
         acked.len(),
         watched.iter().map(|w| w.events.len()).sum::<usize>(),
-        observe::leaders_by_term().len(),
-        observe::terms_with_two_leaders().len(),
     );
     Ok(())
 }
@@ -217,7 +236,7 @@ async fn check_no_acked_write_lost(client: &control_plane::CorralClient, acked: 
 
 /// Waits until every master has applied the same index, then compares
 /// their events from `from` on and their keys. Returns the agreed events.
-async fn check_members_agree(
+pub(crate) async fn check_members_agree(
     masters: &[NodeId],
     from: Revision,
 ) -> Result<Vec<Event>, Box<dyn std::error::Error>> {
@@ -272,13 +291,20 @@ fn first_difference<T: PartialEq>(a: &[T], b: &[T]) -> Option<usize> {
     (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i))
 }
 
-/// A watch must have delivered exactly the events of its prefix from its
-/// start revision through its last one, in order, each once, including
-/// every acknowledged write in that range.
-fn check_watch(i: usize, w: &Watched, all: &[Event], acked: &[Acked], from: Revision) -> turmoil::Result {
+/// A watch must have delivered exactly the events of `prefix` from its
+/// start revision through its last one, in order, each once.
+pub(crate) fn check_watch(
+    i: usize,
+    w: &Watched,
+    prefix: &[u8],
+    all: &[Event],
+    from: Revision,
+) -> turmoil::Result {
     let last = w.events.last().map(|e| e.revision).unwrap_or(from);
-    let expected: Vec<&Event> =
-        all.iter().filter(|e| e.key.starts_with(b"w/") && e.revision >= from && e.revision <= last).collect();
+    let expected: Vec<&Event> = all
+        .iter()
+        .filter(|e| e.key.starts_with(prefix) && e.revision >= from && e.revision <= last)
+        .collect();
     let got: Vec<&Event> = w.events.iter().collect();
     if let Some(pos) = first_difference(&expected, &got) {
         let show = |e: Option<&&Event>| {
@@ -295,9 +321,15 @@ fn check_watch(i: usize, w: &Watched, all: &[Event], acked: &[Acked], from: Revi
         )
         .into());
     }
+    Ok(())
+}
+
+/// ... including every acknowledged write up to its last revision.
+fn check_watch_saw_acked(i: usize, w: &Watched, acked: &[Acked]) -> turmoil::Result {
+    let last = w.events.last().map(|e| e.revision.0).unwrap_or(0);
     let missing = acked
         .iter()
-        .filter(|(_, _, rev)| *rev <= last.0)
+        .filter(|(_, _, rev)| *rev <= last)
         .filter(|(k, _, rev)| !w.events.iter().any(|e| e.revision.0 == *rev && e.key == k.as_bytes()));
     if let Some(m) = missing.clone().next() {
         return Err(format!("watcher {i} never saw the acknowledged write {m:?}").into());

@@ -18,7 +18,7 @@ use control_plane::api::node::{NodeAddress, NodeMetrics, NodeStatus};
 use control_plane::api::pod::Condition;
 use control_plane::api::quantity::Quantity;
 use control_plane::api::{Node, Object, Pod, Service};
-use control_plane::clock::{Clock, SystemClock};
+use control_plane::clock::{Clock, SharedClock};
 use control_plane::{ClientError, CorralClient};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,14 @@ pub struct AgentConfig {
     pub orphan_grace: Duration,
     /// Labels added to every container (tests mark what they create).
     pub extra_labels: BTreeMap<String, String>,
+    /// Whether the agent binds the node's sockets: the service proxy, the
+    /// cluster DNS responder and the log/exec/metrics server. True in
+    /// production; a simulation (turmoil) has no OS sockets and sets it false.
+    pub serve_network: bool,
+    /// Where heartbeat times come from (the system clock in production; a
+    /// simulation's clock, so that the masters judge heartbeat ages in the
+    /// same time as the agent writes them).
+    pub clock: SharedClock,
 }
 
 impl AgentConfig {
@@ -79,6 +87,8 @@ impl AgentConfig {
             backoff_max: Duration::from_secs(300),
             orphan_grace: Duration::from_secs(2),
             extra_labels: BTreeMap::new(),
+            serve_network: true,
+            clock: SharedClock::default(),
         }
     }
 }
@@ -128,26 +138,30 @@ pub async fn run(
         metrics.clone(),
         cancel.clone(),
     ));
-    let proxying = tokio::spawn(proxy_loop(
-        cfg.address,
-        network.clone(),
-        services.clone(),
-        endpoints,
-        metrics.clone(),
-        cancel.clone(),
-    ));
+    let proxying = cfg.serve_network.then(|| {
+        tokio::spawn(proxy_loop(
+            cfg.address,
+            network.clone(),
+            services.clone(),
+            endpoints,
+            metrics.clone(),
+            cancel.clone(),
+        ))
+    });
     // The node's DNS responder, bound before any pod is given its address.
     let dns_server = match &network {
-        Some(net) => start_dns(&cfg.name, net, services.clone(), cancel.clone()).await,
-        None => None,
+        Some(net) if cfg.serve_network => start_dns(&cfg.name, net, services.clone(), cancel.clone()).await,
+        _ => None,
     };
-    let serving = tokio::spawn(server::serve(
-        std::net::SocketAddr::new(cfg.address, server::PORT),
-        runtime.clone(),
-        cfg.name.clone(),
-        metrics.clone(),
-        cancel.clone(),
-    ));
+    let serving = cfg.serve_network.then(|| {
+        tokio::spawn(server::serve(
+            std::net::SocketAddr::new(cfg.address, server::PORT),
+            runtime.clone(),
+            cfg.name.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ))
+    });
     let prober = probes::Prober::new(runtime.clone());
     let probing = tokio::spawn(prober.clone().run(cancel.clone()));
     let agent = Arc::new(Agent {
@@ -170,7 +184,10 @@ pub async fn run(
         worker_done: tokio::sync::Notify::new(),
     });
     agent.sync_loop(pods, services, &cancel).await;
-    let _ = tokio::join!(beats, proxying, probing, serving, sampling);
+    let _ = tokio::join!(beats, probing, sampling);
+    for task in [proxying, serving].into_iter().flatten() {
+        let _ = task.await;
+    }
     if let (Some(net), Some(addr)) = (&network, dns_server) {
         if let Err(e) = service_ips::remove(&net.interface, addr).await {
             tracing::warn!(%addr, error = %e, "cannot remove the node's DNS address");
@@ -883,7 +900,7 @@ async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<Node, 
         Ok(_) | Err(ClientError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let node = node_object(cfg, existing.as_ref(), None, None, SystemClock.now());
+    let node = node_object(cfg, existing.as_ref(), None, None, cfg.clock.now());
     if existing.is_none() {
         let mut fresh = node.clone();
         fresh.metadata.resource_version = None;
@@ -909,13 +926,8 @@ async fn report(
     known: &Node,
     health: &Health,
 ) -> Result<Node, ClientError> {
-    let mut status = node_object(
-        cfg,
-        Some(known),
-        health.usage.clone(),
-        health.runtime_down.as_deref(),
-        SystemClock.now(),
-    );
+    let mut status =
+        node_object(cfg, Some(known), health.usage.clone(), health.runtime_down.as_deref(), cfg.clock.now());
     status.metadata.resource_version = None;
     match client.update_status(&Object::Node(status)).await? {
         Object::Node(n) => Ok(n),
