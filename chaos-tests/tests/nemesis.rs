@@ -11,11 +11,11 @@ use chaos_tests::scenario::{run, Config};
 #[test]
 fn three_masters_keep_every_invariant_under_random_faults() {
     let cfg = Config::new("nemesis", 3, env!("CARGO_TARGET_TMPDIR"));
-    run_seeded("nemesis", &[1, 2, 3, 4], |seed| run(seed, &cfg));
+    run_seeded("nemesis", &[1, 2, 3, 4, 5, 6, 7, 8], |seed| run(seed, &cfg));
 }
 
 #[test]
 fn five_masters_keep_every_invariant_under_random_faults() {
     let cfg = Config::new("nemesis", 5, env!("CARGO_TARGET_TMPDIR"));
-    run_seeded("nemesis", &[101, 102], |seed| run(seed, &cfg));
+    run_seeded("nemesis", &[101, 102, 103, 104], |seed| run(seed, &cfg));
 }

@@ -9,7 +9,7 @@ use chaos_tests::run_seeded;
 #[test]
 fn pods_stay_bound_once_and_are_replaced_when_a_node_is_cut_off() {
     let cfg = Config::new("pods");
-    run_seeded("pods", &[1, 2, 3], |seed| run(seed, &cfg));
+    run_seeded("pods", &[1, 2, 3, 4, 5, 6], |seed| run(seed, &cfg));
 }
 
 /// The replacement check is real: a node cut off for less than the grace
