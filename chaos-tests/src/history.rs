@@ -33,6 +33,9 @@ pub enum Outcome {
     CasFailed,
     /// A read that failed (no effect: left out of the check).
     ReadFailed(String),
+    /// A write every master refused before it could apply (not the leader,
+    /// or no connection): no effect, left out of the check.
+    NotApplied(String),
     /// A write that failed or timed out: it may or may not have happened.
     Unknown(String),
 }

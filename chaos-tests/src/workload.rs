@@ -112,6 +112,11 @@ fn write_outcome(result: Result<Revision, ClientError>) -> Outcome {
     match result {
         Ok(rev) => Outcome::Written(rev.0),
         Err(ClientError::Conflict(_)) => Outcome::CasFailed,
+        // The client says "unknown" whenever an attempt may have applied; a
+        // timeout or no master means every attempt surely did not.
+        Err(e @ (ClientError::Timeout(_) | ClientError::NoMaster { .. })) => {
+            Outcome::NotApplied(e.to_string())
+        }
         Err(e) => Outcome::Unknown(e.to_string()),
     }
 }

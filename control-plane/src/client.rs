@@ -15,7 +15,7 @@ use tonic::{Code, Request, Status};
 
 use crate::api::Object;
 use crate::convert;
-use crate::error::is_conflict;
+use crate::error::{is_conflict, is_not_applied};
 use crate::pb;
 use crate::pb::cluster_client::ClusterClient;
 use crate::pb::objects_client::ObjectsClient;
@@ -170,8 +170,10 @@ impl CorralClient {
                         let local = std::error::Error::source(&s).is_some();
                         reached_any |= !local;
                         last = format!("{}: {}", self.addrs[i], s.message());
-                        // Only a connection that never opened surely carried nothing.
-                        if effect == Effect::Write && !(local && s.code() == Code::Unavailable) {
+                        // Surely not applied: a connection that never opened, or a
+                        // master that says it proposed nothing (not the leader).
+                        let surely_not = (local && s.code() == Code::Unavailable) || is_not_applied(&s);
+                        if effect == Effect::Write && !surely_not {
                             unanswered = Some(last.clone());
                         }
                         tracing::debug!(master = %self.addrs[i], error = %s.message(), "retriable error");

@@ -8,6 +8,12 @@ use tonic::{Code, Status};
 /// precondition the caller can retry after re-reading).
 pub const CONFLICT_MARK: &str = "x-corral-conflict";
 
+/// The metadata key that marks a write refused before it could apply (the
+/// master was not the leader: openraft answers ForwardToLeader only for an
+/// entry it never appended or had to truncate, which was never committed).
+/// A client may retry such a write without doubling it.
+pub const NOT_APPLIED_MARK: &str = "x-corral-not-applied";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -22,6 +28,9 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Unavailable, and surely not applied (see [`NOT_APPLIED_MARK`]).
+    #[error("{0}")]
+    NotApplied(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -32,7 +41,7 @@ impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::Limit(l) => ApiError::InvalidArgument(l.to_string()),
-            ProposeError::NotLeader { .. } => ApiError::Unavailable(format!("{e}; retry")),
+            ProposeError::NotLeader { .. } => ApiError::NotApplied(format!("{e}; retry")),
             ProposeError::Fatal(_) => ApiError::Unavailable(format!("{e}; restart this master")),
         }
     }
@@ -47,6 +56,7 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::NotApplied(m) => not_applied(Status::unavailable(m)),
             ApiError::Internal(m) => Status::internal(m),
             ApiError::Store(e @ StoreError::Compacted { .. }) => Status::out_of_range(e.to_string()),
             ApiError::Store(e @ StoreError::Limit(_)) => Status::invalid_argument(e.to_string()),
@@ -61,6 +71,17 @@ pub fn conflict_status(message: impl Into<String>) -> Status {
     let mut s = Status::failed_precondition(message.into());
     s.metadata_mut().insert(CONFLICT_MARK, "1".parse().expect("ascii"));
     s
+}
+
+/// Marks `status` as a write that was surely not applied.
+pub fn not_applied(mut status: Status) -> Status {
+    status.metadata_mut().insert(NOT_APPLIED_MARK, "1".parse().expect("ascii"));
+    status
+}
+
+/// Whether a status says its write was surely not applied.
+pub fn is_not_applied(status: &Status) -> bool {
+    status.metadata().contains_key(NOT_APPLIED_MARK)
 }
 
 /// Whether a status is a compare-and-swap conflict.

@@ -120,18 +120,33 @@ pub struct StateMachine {
     db: Db,
     history: History,
     applied: Arc<watch::Sender<u64>>,
+    leaders: AppliedLeaders,
 }
+
+/// The leaders, by term, whose entries a master applied since it opened its
+/// store (each entry's log id names the leader that appended it). Raft's
+/// election safety means at most one per term; openraft may elect two
+/// masters in one term (see the README's "Chaos tests"), but only one of
+/// them can ever commit. In memory: for checks and diagnostics.
+pub type AppliedLeaders =
+    Arc<std::sync::Mutex<std::collections::BTreeMap<u64, std::collections::BTreeSet<u64>>>>;
 
 impl StateMachine {
     /// Opens the state machine over `db`, resuming from what is on disk.
     pub fn open(db: Db, history: History) -> Result<Self, StoreError> {
         let applied: Option<LogId> = get_sm(&db, KEY_APPLIED)?.flatten();
         let (tx, _) = watch::channel(applied.map(|l| l.index).unwrap_or(0));
-        Ok(StateMachine { db, history, applied: Arc::new(tx) })
+        Ok(StateMachine { db, history, applied: Arc::new(tx), leaders: AppliedLeaders::default() })
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The leaders whose entries this master applied, by term (shared: it
+    /// grows as the master applies more).
+    pub fn applied_leaders(&self) -> AppliedLeaders {
+        self.leaders.clone()
     }
 
     /// The index of the last applied entry: the store's current revision.
@@ -422,6 +437,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        {
+            let mut leaders = self.leaders.lock().expect("applied leaders");
+            for e in &entries {
+                let leader = e.get_log_id().leader_id;
+                leaders.entry(leader.term).or_default().insert(leader.node_id);
+            }
+        }
         let this = self.clone();
         self.db.run(move |_| this.apply_entries(entries)).await.map_err(sto_write)
     }

@@ -97,6 +97,29 @@ async fn a_refused_connection_carried_nothing_so_the_refusal_stands() {
 }
 
 #[tokio::test]
+async fn a_master_that_proposed_nothing_leaves_the_refusal_standing() {
+    let script = Scripted::default();
+    script.puts.lock().unwrap().extend([
+        Err(crate::error::not_applied(Status::unavailable("this master is not the leader; retry"))),
+        Err(conflict_status("key \"k\" is at revision 7, not 6")),
+    ]);
+    let addr = serve(script).await;
+    let err = client(vec![addr]).put(b"k", b"v", Some(6)).await.unwrap_err();
+    assert!(matches!(&err, ClientError::Conflict(m) if m.contains("revision 7")), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_write_that_no_master_took_times_out_as_such() {
+    let script = Scripted::default();
+    let refusal = || Err(crate::error::not_applied(Status::unavailable("no leader is known yet; retry")));
+    script.puts.lock().unwrap().extend((0..1000).map(|_| refusal()));
+    let addr = serve(script).await;
+    let err =
+        client(vec![addr]).with_timeout(Duration::from_millis(300)).put(b"k", b"v", None).await.unwrap_err();
+    assert!(matches!(&err, ClientError::Timeout(m) if m.contains("no leader")), "{err:?}");
+}
+
+#[tokio::test]
 async fn a_retried_write_that_succeeds_is_simply_acknowledged() {
     let script = Scripted::default();
     script.puts.lock().unwrap().extend([Err(Status::unavailable("not the leader; retry")), Ok(9)]);

@@ -71,16 +71,16 @@ impl MasterCtx {
     }
 
     /// The error for a forwarded request that reached a master which is no
-    /// longer the leader.
+    /// longer the leader (it proposed nothing: the write was not applied).
     pub fn moved(&self) -> Status {
         let hint = match self.leader() {
             Some((id, addr)) => format!("master {id} at {addr} leads now"),
             None => "an election is under way".to_string(),
         };
-        Status::unavailable(format!(
+        crate::error::not_applied(Status::unavailable(format!(
             "leadership moved away from master {} while forwarding ({hint}); retry",
             self.id
-        ))
+        )))
     }
 }
 
