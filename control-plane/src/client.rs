@@ -79,6 +79,23 @@ fn retriable(s: &Status) -> bool {
     matches!(s.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded)
 }
 
+/// Whether `status` is a connection this process could not open (refused,
+/// no route): nothing was sent. Found by the I/O error behind it.
+fn never_connected(status: &Status) -> bool {
+    use std::io::ErrorKind::*;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+            );
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The final error of a call, knowing whether an earlier write attempt may
 /// have been applied.
 fn after(unanswered: Option<String>, e: ClientError) -> ClientError {
@@ -171,8 +188,9 @@ impl CorralClient {
                         reached_any |= !local;
                         last = format!("{}: {}", self.addrs[i], s.message());
                         // Surely not applied: a connection that never opened, or a
-                        // master that says it proposed nothing (not the leader).
-                        let surely_not = (local && s.code() == Code::Unavailable) || is_not_applied(&s);
+                        // master that says it proposed nothing (not the leader). A
+                        // connection that broke mid-call may have carried the write.
+                        let surely_not = never_connected(&s) || is_not_applied(&s);
                         if effect == Effect::Write && !surely_not {
                             unanswered = Some(last.clone());
                         }
