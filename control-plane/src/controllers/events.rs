@@ -58,6 +58,20 @@ pub fn event_name(involved: &ObjectReference, reason: &str) -> String {
     format!("{name}.{}", short_hash(format!("{kind}/{reason}").as_bytes()))
 }
 
+/// How long an identical occurrence (same object, reason and message) is
+/// not news: a controller that sees the same trouble every pass (the
+/// autoscaler every 15 s, the scheduler every pass) writes it once a minute,
+/// not once a pass (Kubernetes' event correlator rate-limits the same way).
+pub const REPEAT_SECS: i64 = 60;
+
+/// Whether `what` only repeats `existing` within [`REPEAT_SECS`]: then there
+/// is nothing to write.
+pub fn repeats(what: &Occurrence<'_>, existing: &Event, now: Time) -> bool {
+    existing.involved_object.uid == what.involved.uid
+        && existing.message.as_deref() == Some(what.message.as_str())
+        && existing.last_timestamp.is_some_and(|t| now.0 - t.0 < REPEAT_SECS)
+}
+
 /// The Event to write for `what` at `now`. `existing` is the stored Event
 /// of the same name, if any: when it is about the same object (same uid),
 /// it is returned with `count` + 1, the new message and `lastTimestamp`
@@ -133,6 +147,15 @@ mod tests {
             (second.count, second.first_timestamp, second.last_timestamp, second.message.as_deref()),
             (Some(2), Some(T0), Some(at(30)), Some("second"))
         );
+    }
+
+    #[test]
+    fn the_same_message_within_a_minute_is_not_news() {
+        let web = Object::Pod(pod("web-1"));
+        let first = record(occurrence(&web, "FailedGetScale", "no target"), None, T0);
+        assert!(repeats(&occurrence(&web, "FailedGetScale", "no target"), &first, at(59)));
+        assert!(!repeats(&occurrence(&web, "FailedGetScale", "no target"), &first, at(60)));
+        assert!(!repeats(&occurrence(&web, "FailedGetScale", "other"), &first, at(30)));
     }
 
     #[test]

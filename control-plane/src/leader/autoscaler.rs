@@ -150,19 +150,6 @@ fn event(
     now: Time,
 ) -> Option<Write> {
     let involved = events::reference(&Object::HorizontalPodAutoscaler(h.clone()));
-    // The same message again is not news: the Event's count is for repeats of a reason over time.
-    let existing = cache.get(
-        Kind::Event,
-        involved.namespace.as_deref().unwrap_or("default"),
-        &events::event_name(&involved, reason),
-    );
-    if let Some((Object::Event(e), _)) = existing {
-        if e.message.as_deref() == Some(message.as_str())
-            && e.last_timestamp.is_some_and(|t| now.0 - t.0 < 60)
-        {
-            return None;
-        }
-    }
     record_event(
         cache,
         events::Occurrence { involved, type_, reason, message, component: "horizontal-pod-autoscaler" },

@@ -346,7 +346,8 @@ async fn scheduler_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
     written.deposed
 }
 
-/// An Event: a new one, or the existing one of the same object and reason with its count bumped.
+/// An Event: a new one, or the existing one of the same object and reason
+/// with its count bumped; nothing when it only repeats it ([`events::repeats`]).
 pub(super) fn record_event(cache: &Cache, what: events::Occurrence<'_>, now: Time) -> Option<Write> {
     let name = events::event_name(&what.involved, what.reason);
     let ns = what.involved.namespace.clone().unwrap_or_else(|| "default".into());
@@ -354,6 +355,9 @@ pub(super) fn record_event(cache: &Cache, what: events::Occurrence<'_>, now: Tim
         Some((Object::Event(e), _)) => Some(e.clone()),
         _ => None,
     };
+    if existing.as_ref().is_some_and(|e| events::repeats(&what, e, now)) {
+        return None;
+    }
     upsert(cache, Object::Event(events::record(what, existing.as_ref(), now)), now)
 }
 
