@@ -76,8 +76,8 @@ pub struct DockerRuntime {
     inspected: InspectCache,
 }
 
-/// Container id → (the state the list showed, the inspection then).
-type InspectCache = Arc<std::sync::Mutex<HashMap<String, (String, ContainerInspectResponse)>>>;
+/// Container id → (the state the list showed, what its inspection said then).
+type InspectCache = Arc<std::sync::Mutex<HashMap<String, (String, Option<ContainerInfo>)>>>;
 
 impl DockerRuntime {
     /// Connects to the local engine (`DOCKER_HOST` if it names a unix
@@ -328,46 +328,43 @@ impl DockerRuntime {
             .map_err(|e| runtime_error(&format!("listing the containers of node {node}"), e))?;
         // The summary lacks start and finish times: inspect each container
         // whose state changed since its last inspection.
-        let listed: Vec<(String, String)> =
+        let listed: HashMap<String, String> =
             summaries.into_iter().filter_map(|s| Some((s.id?, format!("{:?}", s.state)))).collect();
-        let (mut fresh, stale): (Vec<ContainerInspectResponse>, Vec<(String, String)>) = {
-            let cache = self.inspected.lock().expect("inspect cache");
-            let mut fresh = Vec::new();
-            let mut stale = Vec::new();
+        let mut infos = Vec::new();
+        let mut stale = Vec::new();
+        {
+            let mut cache = self.inspected.lock().expect("inspect cache");
+            cache.retain(|id, _| listed.contains_key(id));
             for (id, state) in &listed {
                 match cache.get(id) {
-                    Some((seen, inspect)) if seen == state => fresh.push(inspect.clone()),
+                    Some((seen, info)) if seen == state => infos.extend(info.clone()),
                     _ => stale.push((id.clone(), state.clone())),
                 }
             }
-            (fresh, stale)
-        };
-        let inspected: Vec<(String, RuntimeResult<ContainerInspectResponse>)> = futures::stream::iter(stale)
-            .map(|(id, state)| async move { (state, self.inspect(&id).await) })
-            .buffer_unordered(INSPECT_CONCURRENCY)
-            .collect()
-            .await;
-        {
-            let mut cache = self.inspected.lock().expect("inspect cache");
-            cache.retain(|id, _| listed.iter().any(|(l, _)| l == id));
-            for (state, inspect) in inspected {
-                match inspect {
-                    Ok(inspect) => {
-                        if let Some(id) = inspect.id.clone() {
-                            cache.insert(id, (state, inspect.clone()));
-                        }
-                        fresh.push(inspect);
-                    }
-                    // Removed between the list and the inspect.
-                    Err(RuntimeError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+        }
+        let inspected: Vec<(String, String, RuntimeResult<ContainerInspectResponse>)> =
+            futures::stream::iter(stale)
+                .map(|(id, state)| async move {
+                    let inspect = self.inspect(&id).await;
+                    (id, state, inspect)
+                })
+                .buffer_unordered(INSPECT_CONCURRENCY)
+                .collect()
+                .await;
+        let mut cache = self.inspected.lock().expect("inspect cache");
+        for (id, state, inspect) in inspected {
+            match inspect {
+                Ok(inspect) => {
+                    let info = self.info_of(&inspect);
+                    infos.extend(info.clone());
+                    cache.insert(id, (state, info));
                 }
+                // Removed between the list and the inspect.
+                Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
-        let mut infos = Vec::new();
-        for inspect in &fresh {
-            infos.extend(self.info_of(inspect));
-        }
+        drop(cache);
         infos.sort_by(|a, b| {
             (&a.pod, &a.container, a.attempt, &a.id).cmp(&(&b.pod, &b.container, b.attempt, &b.id))
         });
