@@ -6,8 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::nodes::{apply, ensure_images, Nodes};
-use common::TestCluster;
+use common::nodes::{apply, cluster_with_nodes, Nodes};
 use control_plane::api::{manifest, Object};
 use control_plane::CorralClient;
 
@@ -64,12 +63,7 @@ spec:
 /// The HPA reports its metrics, conditions and Events on the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_load_scales_a_deployment_up_and_back_down() {
-    ensure_images().await;
-    let tc = TestCluster::start(3, FLAGS).await;
-    let servers = tc.cluster.file.addresses().join(",");
-    let nodes = Nodes::start(&servers, tc.dir.path(), 1, 71, &[]);
-    let client = tc.client();
-    nodes.wait_ready(&client).await;
+    let (tc, nodes, client) = cluster_with_nodes(FLAGS, 1, 71).await;
     let load_dir = tc.dir.path().join("load");
     std::fs::create_dir_all(&load_dir).unwrap();
     apply(&client, &burner(&load_dir.display().to_string())).await;
@@ -190,12 +184,7 @@ spec:
 /// bad HPAs refused with the field named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downward_api_values_are_visible_inside_the_container() {
-    ensure_images().await;
-    let tc = TestCluster::start(3, FLAGS).await;
-    let servers = tc.cluster.file.addresses().join(",");
-    let nodes = Nodes::start(&servers, tc.dir.path(), 1, 81, &[]);
-    let client = tc.client();
-    nodes.wait_ready(&client).await;
+    let (_tc, nodes, client) = cluster_with_nodes(FLAGS, 1, 81).await;
     apply(&client, DOWNWARD).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
