@@ -9,11 +9,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::nodes::{apply, Nodes};
-use common::TestCluster;
+use common::{http_get, TestCluster};
 use control_plane::api::pod::PodPhase;
 use control_plane::api::{Object, Pod};
 use control_plane::CorralClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Node lifecycle timings shortened for the tests.
 const FLAGS: &[&str] = &["--node-grace-seconds", "3", "--node-eviction-seconds", "3"];
@@ -44,26 +43,6 @@ where
         assert!(Instant::now() < deadline, "{what}: not within {within:?}\n{}", nodes.log_tails());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// One HTTP/1.0 GET; the body, or why it failed.
-async fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| format!("read from {addr}: {e}"))?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let (head, body) =
-            text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer from {addr}: {text:?}"))?;
-        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-            return Err(format!("{addr}{path}: {}", head.lines().next().unwrap_or_default()));
-        }
-        Ok(body.trim().to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(3), fut).await.map_err(|_| format!("{addr}{path}: timed out"))?
 }
 
 fn pod_ip(p: &Pod) -> Option<std::net::IpAddr> {

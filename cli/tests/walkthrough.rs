@@ -12,14 +12,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::local::{cluster_label, free_base_port, remove_labelled, ClusterFile};
-use common::run_corral;
+use common::{http_get, run_corral};
 
 const NODE_1: &str = "127.0.0.101";
 const NODE_2: &str = "127.0.0.102";
@@ -123,34 +122,32 @@ fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// One HTTP GET of `/` through a node's Service port: the body.
-fn http_get(node: &str) -> Option<String> {
-    let addr = format!("{node}:8080").parse().ok()?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.").then(|| body.trim().to_string())
-}
-
-/// The distinct answers of 12 requests through `node`, once every one of
-/// them starts with `greeting` and `replicas` pods answered.
-fn answers(node: &str, greeting: &str, replicas: usize) -> Vec<String> {
-    eventually(&format!("{replicas} replicas answering {greeting:?} through {node}"), 60, || {
+/// The distinct answers of 12 requests through `node`'s Service port, once
+/// every one of them starts with `greeting` and `replicas` pods answered.
+async fn answers(node: &str, greeting: &str, replicas: usize) -> Vec<String> {
+    let addr: SocketAddr = format!("{node}:8080").parse().expect("a node address");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
         let mut seen = Vec::new();
         for _ in 0..12 {
-            let body = http_get(node)?;
-            if !body.starts_with(greeting) {
-                return None;
-            }
-            if !seen.contains(&body) {
-                seen.push(body);
+            match http_get(addr, "/").await {
+                Ok(body) if body.starts_with(greeting) => {
+                    if !seen.contains(&body) {
+                        seen.push(body);
+                    }
+                }
+                _ => break,
             }
         }
-        (seen.len() == replicas).then_some(seen)
-    })
+        if seen.len() == replicas {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{replicas} replicas answering {greeting:?} through {node}: not within 60 s, last {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// The rows of `corral get pods -o wide` (header dropped).
@@ -190,8 +187,8 @@ async fn the_readme_walkthrough_on_a_corral_up_cluster() {
     assert!(printed.contains(&format!("kill -9 {leader_pid} ")), "the leader's pid in:\n{printed}");
 
     // The demo app answers through either node, from each of its replicas.
-    let v1 = answers(NODE_1, "hello from demo-", 3);
-    assert_eq!(answers(NODE_2, "hello from demo-", 3).len(), 3);
+    let v1 = answers(NODE_1, "hello from demo-", 3).await;
+    assert_eq!(answers(NODE_2, "hello from demo-", 3).await.len(), 3);
 
     // get, in every format.
     let wide = up.ok(&["get", "pods", "-o", "wide"]);
@@ -227,20 +224,20 @@ async fn the_readme_walkthrough_on_a_corral_up_cluster() {
     // Scale.
     assert_eq!(up.ok(&["scale", "deployment/demo", "--replicas", "5"]), "deployment.apps/demo scaled\n");
     up.eventually(60, &["get", "deployment", "demo"], |o| o.contains(" 5/5 "));
-    assert_eq!(answers(NODE_2, "hello from demo-", 5).len(), 5);
+    assert_eq!(answers(NODE_2, "hello from demo-", 5).await.len(), 5);
 
     // A rolling update to version 2, followed to its end, then undone.
     assert_eq!(up.ok(&["apply", "-f", "demo-v2.yaml"]), "deployment.apps/demo configured\n");
     let (ok, out, err) = up.corral(&["--timeout", "120s", "rollout", "status", "deployment/demo"]);
     assert!(ok && out.contains("successfully rolled out"), "{out}{err}");
-    answers(NODE_1, "hello v2 from demo-", 3);
+    answers(NODE_1, "hello v2 from demo-", 3).await;
     let history = up.ok(&["rollout", "history", "deployment/demo"]);
     assert!(history.contains("REVISION") && history.lines().count() >= 3, "{history}");
     let undone = up.ok(&["rollout", "undo", "deployment/demo"]);
     assert!(undone.contains("rolled back"), "{undone}");
     let (ok, out, err) = up.corral(&["--timeout", "120s", "rollout", "status", "deployment/demo"]);
     assert!(ok && out.contains("successfully rolled out"), "{out}{err}");
-    answers(NODE_2, "hello from demo-", 3);
+    answers(NODE_2, "hello from demo-", 3).await;
 
     // A backup, restored into a new single-master cluster that serves the same objects.
     let backup = up.dir.path().join("backup.corral");
@@ -308,7 +305,7 @@ async fn the_readme_walkthrough_on_a_corral_up_cluster() {
     });
     let elected_in = killed_at.elapsed();
     assert_ne!(new_leader, leader);
-    answers(NODE_1, "hello from demo-", 3);
+    answers(NODE_1, "hello from demo-", 3).await;
     assert_eq!(up.ok(&["scale", "deployment/demo", "--replicas", "4"]), "deployment.apps/demo scaled\n");
 
     // Kill node 1, which now runs every pod, and its containers with it: they come back on node 2.
@@ -320,7 +317,7 @@ async fn the_readme_walkthrough_on_a_corral_up_cluster() {
     let healed_in = node_killed_at.elapsed();
     let nodes = up.ok(&["get", "nodes"]);
     assert!(nodes.lines().any(|l| l.starts_with(&node1) && l.contains("NotReady")), "{nodes}");
-    assert_eq!(answers(NODE_2, "hello from demo-", 4).len(), 4);
+    assert_eq!(answers(NODE_2, "hello from demo-", 4).await.len(), 4);
 
     // Delete, then down: nothing of the cluster is left.
     let (ok, out, err) = up.corral(&["delete", "-f", "demo.yaml", "--wait"]);

@@ -8,10 +8,13 @@
 pub mod nodes;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use cli::local::{free_base_port, LocalCluster, LocalOptions};
 use control_plane::CorralClient;
@@ -173,4 +176,24 @@ impl Writers {
 
 pub fn as_map(acked: &[(String, String, Instant)]) -> BTreeMap<String, String> {
     acked.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect()
+}
+
+/// One HTTP/1.0 GET; the body, or why it failed.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.map_err(|e| format!("read from {addr}: {e}"))?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) =
+            text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer from {addr}: {text:?}"))?;
+        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+            return Err(format!("{addr}{path}: {}", head.lines().next().unwrap_or_default()));
+        }
+        Ok(body.trim().to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(3), fut).await.map_err(|_| format!("{addr}{path}: timed out"))?
 }
