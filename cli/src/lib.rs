@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod hosts;
 pub mod local;
 pub mod output;
 pub mod resource;

@@ -25,6 +25,12 @@ pub struct ProcessInfo {
     pub pid: u32,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The network namespace (host of the test bed) it runs in; none: the machine's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// The Docker engine socket a node runs its pods on; none: the machine's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<PathBuf>,
 }
 
 /// The contents of `cluster.json`.
@@ -34,6 +40,12 @@ pub struct ClusterFile {
     /// Worker nodes (arrive with the node agent).
     #[serde(default)]
     pub nodes: Vec<ProcessInfo>,
+    /// The multi-host test bed the processes run on (`corral up --hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bed: Option<crate::hosts::Bed>,
+    /// Its hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::hosts::Host>,
 }
 
 impl ClusterFile {
@@ -74,6 +86,9 @@ pub struct LocalOptions {
     pub base_port: u16,
     /// Extra flags for every master (timeouts, snapshot policy).
     pub master_flags: Vec<String>,
+    /// Hosts of a test bed to run the masters on, master N on the Nth
+    /// (listening on its address, port `base_port`); empty: all on loopback.
+    pub master_hosts: Vec<crate::hosts::Host>,
 }
 
 /// A local cluster this process started (or loaded from its state dir).
@@ -89,6 +104,28 @@ pub fn master_addr(base_port: u16, id: NodeId) -> String {
     format!("127.0.0.1:{}", base_port as u64 + id - 1)
 }
 
+impl LocalOptions {
+    /// Where master `id` listens.
+    pub fn master_addr(&self, id: NodeId) -> String {
+        match self.master_hosts.get(id as usize - 1) {
+            Some(h) => format!("{}:{}", h.address, self.base_port),
+            None => master_addr(self.base_port, id),
+        }
+    }
+
+    fn master_netns(&self, id: NodeId) -> Option<String> {
+        self.master_hosts.get(id as usize - 1).map(|h| h.netns.clone())
+    }
+}
+
+/// `program`, inside `netns` when given.
+fn command_in(netns: Option<&str>, program: &Path) -> Command {
+    match netns {
+        Some(ns) => crate::hosts::in_netns(ns, program),
+        None => Command::new(program),
+    }
+}
+
 impl LocalCluster {
     /// Starts `opts.masters` masters that form one cluster, and writes `cluster.json`.
     pub fn start(mut opts: LocalOptions) -> io::Result<Self> {
@@ -96,6 +133,9 @@ impl LocalCluster {
         // Absolute paths in cluster.json: `corral down` works from any directory.
         opts.state_dir = fs::canonicalize(&opts.state_dir)?;
         for id in 1..=opts.masters as NodeId {
+            if !opts.master_hosts.is_empty() {
+                continue; // a host of its own: nothing else listens there
+            }
             let addr = master_addr(opts.base_port, id);
             // A port can be held for a moment by a probe or a closing socket: retry briefly.
             let free = (0..20).any(|attempt| {
@@ -111,9 +151,8 @@ impl LocalCluster {
                 ));
             }
         }
-        let peers: Vec<String> = (1..=opts.masters as NodeId)
-            .map(|id| format!("{id}={}", master_addr(opts.base_port, id)))
-            .collect();
+        let peers: Vec<String> =
+            (1..=opts.masters as NodeId).map(|id| format!("{id}={}", opts.master_addr(id))).collect();
         let mut cluster = LocalCluster { opts, file: ClusterFile::default(), children: BTreeMap::new() };
         for id in 1..=cluster.opts.masters as NodeId {
             let info = cluster.spawn_master(id, &["--peers".into(), peers.join(",")])?;
@@ -127,9 +166,10 @@ impl LocalCluster {
     pub fn spawn_master(&mut self, id: NodeId, extra: &[String]) -> io::Result<ProcessInfo> {
         let data_dir = self.opts.state_dir.join(format!("master-{id}"));
         let log = self.opts.state_dir.join(format!("master-{id}.log"));
-        let address = master_addr(self.opts.base_port, id);
+        let address = self.opts.master_addr(id);
+        let netns = self.opts.master_netns(id);
         let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
-        let mut cmd = Command::new(&self.opts.exe);
+        let mut cmd = command_in(netns.as_deref(), &self.opts.exe);
         cmd.arg("master")
             .args(["--id", &id.to_string(), "--listen", &address])
             .arg("--data-dir")
@@ -146,7 +186,7 @@ impl LocalCluster {
         })?;
         let pid = child.id();
         self.children.insert(pid, child);
-        Ok(ProcessInfo { role: "master".into(), id, address, pid, data_dir, log })
+        Ok(ProcessInfo { role: "master".into(), id, address, pid, data_dir, log, netns, engine: None })
     }
 
     /// Spawns a worker node agent `name` at `address` with `extra` flags
@@ -159,9 +199,27 @@ impl LocalCluster {
         address: &str,
         extra: &[String],
     ) -> io::Result<ProcessInfo> {
+        self.spawn_node_on(None, id, name, address, extra)
+    }
+
+    /// [`LocalCluster::spawn_node_as`] on `host` of a test bed: inside its
+    /// namespace, on its own engine.
+    pub fn spawn_node_on(
+        &mut self,
+        host: Option<&crate::hosts::Host>,
+        id: u64,
+        name: &str,
+        address: &str,
+        extra: &[String],
+    ) -> io::Result<ProcessInfo> {
         let log = self.opts.state_dir.join(format!("{name}.log"));
         let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
-        let mut cmd = Command::new(&self.opts.exe);
+        let netns = host.map(|h| h.netns.clone());
+        let engine = host.and_then(|h| h.engine.clone());
+        let mut cmd = command_in(netns.as_deref(), &self.opts.exe);
+        if let Some(socket) = &engine {
+            cmd.env("DOCKER_HOST", format!("unix://{}", socket.display()));
+        }
         cmd.arg("node")
             .args(["--name", name, "--address", address, "--server", &self.file.addresses().join(",")])
             .args(["--container-labels", &cluster_label(&self.opts.state_dir)])
@@ -182,6 +240,8 @@ impl LocalCluster {
             pid,
             data_dir: self.opts.state_dir.clone(),
             log,
+            netns,
+            engine,
         };
         self.file.nodes.push(info.clone());
         self.file.save(&self.opts.state_dir)?;

@@ -142,9 +142,11 @@ async fn the_agent_survives_a_docker_daemon_restart() {
     // This test binary runs this one test: the agents it spawns inherit it.
     std::env::set_var("DOCKER_HOST", format!("unix://{}", PrivateDockerd::socket(dir.path()).display()));
     ensure_images().await;
-    let tc = TestCluster::start(3, &[]).await;
+    // A cluster CIDR of its own: the private engine's bridge lives in this
+    // machine's network namespace, beside the machine engine's `corral` bridge.
+    let tc = TestCluster::start(3, &["--cluster-cidr", "10.243.0.0/16"]).await;
     let servers = tc.cluster.file.addresses().join(",");
-    let nodes = Nodes::start(&servers, tc.dir.path(), 1, 91, &[]);
+    let nodes = Nodes::start(&servers, tc.dir.path(), 1, 91, &["--cluster-cidr", "10.243.0.0/16"]);
     let client = tc.client();
     nodes.wait_ready(&client).await;
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: survivor}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - {name: app, image: 'corral/busybox:1', command: [sh, -c, 'exec sleep 3600']}\n";

@@ -20,6 +20,11 @@ pub const RANGE_PREFIX: u8 = 16;
 /// on one machine never answer each other's pods.
 pub const NODE_DNS_NET: Ipv4Addr = Ipv4Addr::new(10, 96, 255, 0);
 
+/// The service range as a network.
+pub fn range() -> ipnet::Ipv4Net {
+    ipnet::Ipv4Net::new(RANGE_BASE, RANGE_PREFIX).expect("a valid prefix")
+}
+
 /// Whether `ip` is kept for node DNS responders.
 pub fn is_node_dns(ip: Ipv4Addr) -> bool {
     ip.octets()[..3] == NODE_DNS_NET.octets()[..3]

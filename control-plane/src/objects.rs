@@ -165,6 +165,19 @@ pub fn plan_apply(
             }
         }
     }
+    if let (Object::Node(new), Object::Node(old)) = (&mut incoming, current) {
+        // The pod CIDR is the node IPAM controller's, given once: a
+        // manifest without one keeps it, one with another is refused.
+        if new.spec.pod_cidr.is_none() && new.spec.pod_cidrs.is_empty() {
+            new.spec.pod_cidr = old.spec.pod_cidr.clone();
+            new.spec.pod_cidrs = old.spec.pod_cidrs.clone();
+        } else if old.spec.pod_cidr.is_some() && new.spec.pod_cidr != old.spec.pod_cidr {
+            return Err(RegistryError::Invalid(format!(
+                "{shown}: spec.podCIDR: Forbidden: podCIDR may only be set once (it is {:?}); delete the node to release it",
+                old.spec.pod_cidr.as_deref().unwrap_or("")
+            )));
+        }
+    }
     let spec_changed = incoming.spec_value() != current.spec_value();
     let old = current.meta().clone();
     incoming.keep_status_of(current);

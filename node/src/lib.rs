@@ -10,6 +10,8 @@
 //! - [`dns`]: the cluster DNS responder (service names to cluster IPs).
 //! - [`downward`]: env values from the pod itself (the downward API).
 //! - [`reflector`]: list + watch copies of the objects the agent needs.
+//! - [`network`]: the pod network (bridge on the pod CIDR, routes to the
+//!   other nodes' pods: bridge, host-gw and vxlan backends).
 //! - [`fake`]: a fleet of simulated agents for control-plane tests and
 //!   benchmarks (no containers at all).
 
@@ -17,6 +19,7 @@ pub mod agent;
 pub mod dns;
 pub mod downward;
 pub mod fake;
+pub mod network;
 pub mod pod_sync;
 pub mod probe;
 pub mod proxy;

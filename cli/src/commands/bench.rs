@@ -139,6 +139,7 @@ async fn store(args: &StoreBenchArgs) -> Result<()> {
         masters: args.masters,
         base_port: free_base_port(args.masters as u16),
         master_flags: args.master_flags.clone(),
+        master_hosts: Vec::new(),
     };
     let mut cluster = LocalCluster::start(opts).map_err(err)?;
     cluster.wait_ready(Duration::from_secs(60), |m| eprintln!("  {m}")).await.map_err(err)?;

@@ -172,6 +172,7 @@ async fn start(args: &PodsBenchArgs) -> Result<Run> {
         masters: args.masters,
         base_port: free_base_port(args.masters as u16),
         master_flags: Vec::new(),
+        master_hosts: Vec::new(),
     };
     let id = format!("b{:08x}", rand::random::<u32>());
     let mut run = Run {

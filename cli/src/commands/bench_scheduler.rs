@@ -56,9 +56,18 @@ pub async fn run(args: &SchedulerBenchArgs) -> Result<()> {
         state_dir: args.state_dir.clone().unwrap_or_else(|| dir.path().to_path_buf()),
         masters: args.masters,
         base_port: free_base_port(args.masters as u16),
-        master_flags: ["--node-grace-seconds", "60", "--node-eviction-seconds", "120"]
-            .map(String::from)
-            .to_vec(),
+        // A cluster CIDR with room for a pod CIDR per node (4095 /24s).
+        master_flags: [
+            "--node-grace-seconds",
+            "60",
+            "--node-eviction-seconds",
+            "120",
+            "--cluster-cidr",
+            "172.16.0.0/12",
+        ]
+        .map(String::from)
+        .to_vec(),
+        master_hosts: Vec::new(),
     };
     let cluster = LocalCluster::start(opts).map_err(err)?;
     cluster.wait_ready(Duration::from_secs(60), |m| eprintln!("  {m}")).await.map_err(err)?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use control_plane::clock::SystemClock;
+use control_plane::controllers::node_ipam::IpamConfig;
 use control_plane::leader::manager::ControllerConfig;
 use control_plane::{ClientError, Master, MasterConfig};
 use raft_store::state_machine::History;
@@ -60,6 +61,12 @@ pub struct MasterArgs {
     /// Revisions of watch history kept for watchers that resume.
     #[arg(long, default_value_t = 100_000)]
     pub history: u64,
+    /// The range nodes' pod CIDRs are allocated from (all masters of a cluster give the same).
+    #[arg(long, default_value = control_plane::controllers::node_ipam::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// The prefix length of each node's pod CIDR (24: up to 254 pods a node).
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
 }
 
 /// Parses `--peers 1=127.0.0.1:7001,2=...` into ids and addresses.
@@ -81,6 +88,7 @@ pub fn parse_peers(peers: &[String]) -> Result<BTreeMap<NodeId, String>> {
 
 pub async fn run(args: MasterArgs) -> Result<()> {
     let peers = parse_peers(&args.peers)?;
+    let ipam = IpamConfig::new(args.cluster_cidr, args.node_cidr_mask_size).map_err(CliError::msg)?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| {
         CliError::msg(format!("cannot listen on {}: {e}: is another master using it?", args.listen))
     })?;
@@ -95,6 +103,7 @@ pub async fn run(args: MasterArgs) -> Result<()> {
         node_grace_seconds: args.node_grace_seconds,
         node_eviction_seconds: args.node_eviction_seconds,
         hpa_sync: Duration::from_secs(args.hpa_sync_seconds.max(1)),
+        ipam,
         ..Default::default()
     };
     let config = MasterConfig {

@@ -22,6 +22,7 @@ pub mod ops;
 pub mod replicasets;
 pub mod top;
 pub mod up;
+pub mod up_hosts;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use node::agent::{self, AgentConfig};
+use node::network::{Backend, NetworkConfig};
 use node::runtime::docker::DockerRuntime;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +34,18 @@ pub struct NodeArgs {
     /// The Docker network Corral's pods join (created when missing).
     #[arg(long, default_value = node::runtime::docker::DEFAULT_NETWORK)]
     pub network: String,
+    /// How pods of different nodes reach each other: bridge (several nodes sharing this
+    /// machine's engine), host-gw (one engine per node, nodes on one link: a route per
+    /// node), vxlan (one engine per node, nodes on different subnets: a kernel VXLAN tunnel).
+    #[arg(long, default_value = "bridge", value_parser = parse_backend)]
+    pub network_backend: Backend,
+    /// The masters' --cluster-cidr (pod CIDRs come from it; pod traffic leaving it is masqueraded).
+    #[arg(long, default_value = control_plane::controllers::node_ipam::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// The Docker engine to run pods on: unix:///path/to/docker.sock (else DOCKER_HOST, else
+    /// /var/run/docker.sock).
+    #[arg(long)]
+    pub docker_host: Option<String>,
     /// How often the node renews its heartbeat, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub heartbeat_ms: u64,
@@ -48,6 +61,10 @@ pub struct NodeArgs {
     /// Extra labels on every container and volume this agent creates, k=v,...
     #[arg(long, value_delimiter = ',')]
     pub container_labels: Vec<String>,
+}
+
+fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
+    s.parse()
 }
 
 fn pairs(what: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
@@ -82,9 +99,23 @@ pub async fn run(cli: &Cli, args: &NodeArgs) -> Result<()> {
     cfg.backoff_base = Duration::from_millis(args.backoff_ms);
     cfg.backoff_max = Duration::from_millis(args.max_backoff_ms.max(args.backoff_ms));
     cfg.extra_labels = pairs("container-labels", &args.container_labels)?;
-    let runtime = DockerRuntime::connect(&args.network)
-        .await
-        .map_err(|e| CliError::msg(format!("node {:?}: cannot use Docker: {e}", args.name)))?;
+    cfg.network = NetworkConfig { backend: args.network_backend, cluster_cidr: args.cluster_cidr };
+    node::network::check_local_address(args.address)
+        .map_err(|e| CliError::msg(format!("node {:?}: {e}", args.name)))?;
+    if let Some(host) = args.docker_host.as_deref().filter(|h| !h.starts_with("unix://") && h.contains("://"))
+    {
+        return Err(CliError::msg(format!(
+            "--docker-host {host:?}: only unix sockets are supported (unix:///var/run/docker.sock)"
+        )));
+    }
+    let socket = DockerRuntime::socket_of(args.docker_host.as_deref());
+    let runtime = DockerRuntime::open(&socket, &args.network).await.map_err(|e| {
+        CliError::msg(format!(
+            "node {:?}: the Docker engine at {} does not answer: {e}; start it, or pick another with --docker-host",
+            args.name,
+            socket.display()
+        ))
+    })?;
     let cancel = CancellationToken::new();
     let mut running = {
         let (client, cancel) = (cli.client(), cancel.clone());

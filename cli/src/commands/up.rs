@@ -31,6 +31,14 @@ pub struct UpArgs {
     /// The first master listens on 127.0.0.1:BASE_PORT, the next on +1, ...
     #[arg(long, default_value_t = 7001)]
     pub base_port: u16,
+    /// Every master and node on a host of its own: a network namespace with its own address
+    /// on a virtual link (10.77.N.0/24; the machine is 10.77.N.1), every node with its own
+    /// Docker engine, the pod network routed between them. Needs root.
+    #[arg(long)]
+    pub hosts: bool,
+    /// With --hosts: how the nodes route pods to each other (host-gw or vxlan).
+    #[arg(long, default_value = "host-gw", requires = "hosts")]
+    pub network_backend: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -64,14 +72,21 @@ pub async fn run_up(args: &UpArgs) -> Result<()> {
     }
     let exe =
         std::env::current_exe().map_err(|e| CliError::msg(format!("cannot find the corral binary: {e}")))?;
-    let opts = LocalOptions {
+    let mut opts = LocalOptions {
         exe,
         state_dir: args.state_dir.clone(),
         masters: args.masters,
         base_port: args.base_port,
         master_flags: Vec::new(),
+        master_hosts: Vec::new(),
     };
-    let cluster = LocalCluster::start(opts).map_err(|e| CliError::msg(e.to_string()))?;
+    let bed = if args.hosts { Some(super::up_hosts::prepare(args, &mut opts)?) } else { None };
+    let mut cluster = LocalCluster::start(opts).map_err(|e| CliError::msg(e.to_string()))?;
+    if let Some((bed, hosts)) = bed {
+        cluster.file.bed = Some(bed);
+        cluster.file.hosts = hosts;
+        cluster.file.save(&cluster.opts.state_dir).map_err(|e| CliError::msg(e.to_string()))?;
+    }
     for m in &cluster.file.masters {
         eprintln!("started master {} at {} (pid {}, log {})", m.id, m.address, m.pid, m.log.display());
     }
@@ -80,9 +95,9 @@ pub async fn run_up(args: &UpArgs) -> Result<()> {
         .await
         .map_err(|e| CliError::msg(format!("{e}; see the logs in {}", args.state_dir.display())))?;
     let servers = cluster.file.addresses().join(",");
-    let mut cluster = cluster;
     let demo = if args.nodes > 0 { start_nodes(&mut cluster, args).await? } else { None };
     let masters = cluster.file.masters.clone();
+    let node_addresses = cluster_node_addresses(&cluster.file);
     cluster.detach();
     print!("{}", super::cluster::status_table(&status));
     let state = args.state_dir.display();
@@ -102,7 +117,7 @@ pub async fn run_up(args: &UpArgs) -> Result<()> {
     println!("\nTry next:");
     let mut next: Vec<(String, String)> = vec![(format!("export CORRAL_SERVER={servers}"), String::new())];
     if let Some(url) = &demo {
-        let nodes: Vec<String> = (1..=args.nodes as u64).map(|i| node_address(args, i)).collect();
+        let nodes = &node_addresses;
         next.extend([
             (
                 format!("curl {url}"),
@@ -146,16 +161,28 @@ const DEMO: &str = include_str!("../../../examples/demo.yaml");
 /// Builds the images if missing, starts the node agents, waits for them to
 /// be Ready and (unless --no-demo) deploys the demo app. Returns its URL.
 async fn start_nodes(cluster: &mut LocalCluster, args: &UpArgs) -> Result<Option<String>> {
-    eprintln!("building the local images (corral/busybox:1, corral/pause:1) if missing");
-    let runtime = node::runtime::docker::DockerRuntime::connect(node::runtime::docker::DEFAULT_NETWORK)
-        .await
-        .map_err(|e| CliError::msg(format!("cannot use Docker for the nodes: {e}")))?;
-    node::runtime::docker::ensure_busybox_images(runtime.docker())
-        .await
-        .map_err(|e| CliError::msg(e.to_string()))?;
+    let workers: Vec<crate::hosts::Host> =
+        cluster.file.hosts.iter().filter(|h| h.engine.is_some()).cloned().collect();
+    if workers.is_empty() {
+        eprintln!("building the local images (corral/busybox:1, corral/pause:1) if missing");
+        let runtime = node::runtime::docker::DockerRuntime::connect(node::runtime::docker::DEFAULT_NETWORK)
+            .await
+            .map_err(|e| CliError::msg(format!("cannot use Docker for the nodes: {e}")))?;
+        node::runtime::docker::ensure_busybox_images(runtime.docker())
+            .await
+            .map_err(|e| CliError::msg(e.to_string()))?;
+    } else {
+        super::up_hosts::load_images(&workers).await?;
+    }
     for i in 1..=args.nodes as u64 {
+        let host = workers.get(i as usize - 1);
+        let address = host.map_or_else(|| node_address(args, i), |h| h.address.to_string());
+        let extra: Vec<String> = match host {
+            Some(_) => vec!["--network-backend".into(), args.network_backend.clone()],
+            None => Vec::new(),
+        };
         let n = cluster
-            .spawn_node_as(i, &node_name(args, i), &node_address(args, i), &[])
+            .spawn_node_on(host, i, &node_name(args, i), &address, &extra)
             .map_err(|e| CliError::msg(e.to_string()))?;
         eprintln!(
             "started node {} at {} (pid {}, log {})",
@@ -197,7 +224,13 @@ async fn start_nodes(cluster: &mut LocalCluster, args: &UpArgs) -> Result<Option
         (ready == 3, format!("{ready}/3 demo pods ready"))
     })
     .await?;
-    Ok(Some(format!("http://{}:8080/", node_address(args, 1))))
+    let first = cluster.file.nodes.first().map_or_else(|| node_address(args, 1), |n| n.address.clone());
+    Ok(Some(format!("http://{first}:8080/")))
+}
+
+/// The nodes' addresses, as `cluster.json` records them.
+fn cluster_node_addresses(file: &ClusterFile) -> Vec<String> {
+    file.nodes.iter().map(|n| n.address.clone()).collect()
 }
 
 fn node_name(args: &UpArgs, i: u64) -> String {
@@ -258,6 +291,10 @@ pub async fn run_down(args: &DownArgs) -> Result<()> {
         if removed > 0 {
             eprintln!("removed {removed} containers");
         }
+    }
+    if let Some(bed) = &file.bed {
+        let removed = crate::hosts::Bed::destroy(&bed.prefix(), Some(&args.state_dir));
+        eprintln!("removed the test bed {}: {}", bed.prefix(), removed.join(", "));
     }
     if args.purge {
         std::fs::remove_dir_all(&args.state_dir)

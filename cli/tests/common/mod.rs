@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod hosts;
 pub mod nodes;
 
 use std::collections::BTreeMap;
@@ -60,6 +61,7 @@ impl TestCluster {
             masters,
             base_port: free_base_port(masters as u16 + 2),
             master_flags: flags.iter().map(|s| s.to_string()).collect(),
+            master_hosts: Vec::new(),
         };
         let cluster = LocalCluster::start(opts).expect("masters start");
         let tc = TestCluster { cluster, dir };

@@ -28,6 +28,13 @@ pub struct NodeSpec {
     /// Cordoned: no new pods are scheduled here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unschedulable: Option<bool>,
+    /// The node's range of pod IPs, allocated by the leader from the
+    /// cluster CIDR (Kubernetes' node IPAM): set once, never changed.
+    #[serde(default, rename = "podCIDR", skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
+    /// The same range as a list (one IPv4 range: Corral is single-stack).
+    #[serde(default, rename = "podCIDRs", skip_serializing_if = "Vec::is_empty")]
+    pub pod_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,11 +109,34 @@ pub struct NodeAddress {
 
 impl Node {
     pub fn is_ready(&self) -> bool {
-        self.status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        self.condition("Ready").is_some_and(|c| c.status == "True")
+    }
+
+    /// The condition of `type_`, if the node reports it.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the node said its pod network cannot carry pods
+    /// (`NetworkUnavailable=True`): no new pods go there.
+    pub fn network_unavailable(&self) -> bool {
+        self.condition(NETWORK_UNAVAILABLE).is_some_and(|c| c.status == "True")
+    }
+
+    /// The node's pod CIDR, parsed (`None`: not allocated yet, or not an IPv4 CIDR).
+    pub fn pod_cidr(&self) -> Option<ipnet::Ipv4Net> {
+        self.spec.pod_cidr.as_deref()?.parse().ok()
+    }
+
+    /// The node's InternalIP, as it advertises it.
+    pub fn internal_ip(&self) -> Option<std::net::IpAddr> {
+        let addresses = &self.status.as_ref()?.addresses;
+        addresses.iter().find(|a| a.type_ == "InternalIP")?.address.parse().ok()
     }
 }
+
+/// The Node condition that says the pod network of a node is not set up.
+pub const NETWORK_UNAVAILABLE: &str = "NetworkUnavailable";
 
 /// Something that happened to an object, for people to read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,7 @@ pub fn validate(obj: &Object) -> Vec<FieldError> {
         Object::Service(s) => validate_service(&mut e, s),
         Object::Endpoints(ep) => validate_endpoints(&mut e, ep),
         Object::Node(n) => {
+            validate_pod_cidrs(&mut e, &n.spec);
             if let Some(status) = &n.status {
                 for key in status.capacity.keys().chain(status.allocatable.keys()) {
                     if !matches!(key.as_str(), "cpu" | "memory" | "pods") {
@@ -292,6 +293,39 @@ fn validate_probe(e: &mut Errors, path: &str, p: &Probe, named_ports: &BTreeSet<
             e.add(format!("{path}.{field}"), format!("must be greater than or equal to {min}"));
         }
     }
+}
+
+/// `spec.podCIDR` and `spec.podCIDRs`: IPv4 CIDRs, the list (if given)
+/// holding the one range.
+fn validate_pod_cidrs(e: &mut Errors, spec: &super::node::NodeSpec) {
+    if let Some(cidr) = &spec.pod_cidr {
+        if let Err(m) = parse_cidr(cidr) {
+            e.add("spec.podCIDR", m);
+        }
+    }
+    for (i, cidr) in spec.pod_cidrs.iter().enumerate() {
+        if let Err(m) = parse_cidr(cidr) {
+            e.add(format!("spec.podCIDRs[{i}]"), m);
+        }
+    }
+    if spec.pod_cidrs.len() > 1 {
+        e.add("spec.podCIDRs", "must hold one IPv4 range (Corral's pod network is single-stack)");
+    }
+    if let (Some(one), Some(first)) = (&spec.pod_cidr, spec.pod_cidrs.first()) {
+        if one != first {
+            e.add("spec.podCIDRs[0]", format!("must equal spec.podCIDR ({one:?})"));
+        }
+    }
+}
+
+fn parse_cidr(cidr: &str) -> Result<ipnet::Ipv4Net, String> {
+    let net: ipnet::Ipv4Net = cidr
+        .parse()
+        .map_err(|_| format!("Invalid value: {cidr:?}: must be an IPv4 CIDR such as 10.244.1.0/24"))?;
+    if net.network() != net.addr() {
+        return Err(format!("Invalid value: {cidr:?}: host bits are set (the range is {})", net.trunc()));
+    }
+    Ok(net)
 }
 
 fn validate_node_term(e: &mut Errors, path: &str, term: &NodeSelectorTerm) {

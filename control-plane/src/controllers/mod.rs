@@ -6,16 +6,18 @@
 //!
 //! One module per controller: [`deployment`] (pods of the current template,
 //! rolling updates, revision history), [`endpoints`] (the addresses behind a
-//! Service), [`node_lifecycle`] (silent nodes, lost pods, drains), [`gc`]
-//! (objects whose owners are gone), [`hpa`] (the horizontal pod
-//! autoscaler's decision) and [`events`] (Event objects that count
-//! repeats). [`pods`] holds what every controller reads from a pod.
+//! Service), [`node_ipam`] (pod CIDRs for nodes), [`node_lifecycle`] (silent
+//! nodes, lost pods, drains), [`gc`] (objects whose owners are gone), [`hpa`]
+//! (the horizontal pod autoscaler's decision) and [`events`] (Event objects
+//! that count repeats). [`pods`] holds what every controller reads from a
+//! pod.
 
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod hpa;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pods;
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::pod::{Condition, PodPhase, PodStatus};
 use crate::api::{Deployment, Kind, Node, Object, Pod, Service, Time};
-use crate::controllers::{deployment, endpoints, events, gc, node_lifecycle};
+use crate::controllers::{deployment, endpoints, events, gc, node_ipam, node_lifecycle};
 use crate::objects;
 use crate::scheduler;
 use crate::service::MasterCtx;
@@ -37,6 +37,8 @@ pub struct ControllerConfig {
     pub resync: Duration,
     /// How often the horizontal pod autoscalers decide.
     pub hpa_sync: Duration,
+    /// Where nodes' pod CIDRs come from.
+    pub ipam: node_ipam::IpamConfig,
 }
 
 impl Default for ControllerConfig {
@@ -46,6 +48,7 @@ impl Default for ControllerConfig {
             node_eviction_seconds: 20,
             resync: Duration::from_secs(1),
             hpa_sync: Duration::from_secs(15),
+            ipam: node_ipam::IpamConfig::default(),
         }
     }
 }
@@ -188,6 +191,7 @@ async fn reconcile(
     let started = std::time::Instant::now();
     let mut deposed = false;
     if dirty.any(&[Node]) {
+        deposed |= node_ipam_pass(ctx, cache, cfg, now).await;
         deposed |= node_lifecycle_pass(ctx, cache, cfg, now).await;
     }
     let t1 = started.elapsed();
@@ -520,6 +524,58 @@ async fn endpoints_pass(ctx: &MasterCtx, cache: &mut Cache, now: Time) -> bool {
             .filter_map(|ep| upsert(cache, Object::Endpoints(ep), now))
             .collect()
     });
+    commit(ctx, cache, writes, now).await.deposed
+}
+
+/// Gives every Node without a pod CIDR the next free one; reports an
+/// exhausted cluster CIDR on the Node (`NetworkUnavailable`, reason
+/// `CIDRNotAvailable`) and as an Event.
+async fn node_ipam_pass(ctx: &MasterCtx, cache: &mut Cache, cfg: &ControllerConfig, now: Time) -> bool {
+    let nodes: Vec<&Node> = cache
+        .of_kind(Kind::Node)
+        .filter_map(|(o, _)| if let Object::Node(n) = o { Some(n) } else { None })
+        .collect();
+    let decisions = node_ipam::plan(&cfg.ipam, &nodes);
+    let mut writes = Vec::new();
+    for decision in decisions {
+        let name = match &decision {
+            node_ipam::Decision::Assign { node, .. } | node_ipam::Decision::Exhausted { node } => {
+                node.clone()
+            }
+        };
+        let Some((Object::Node(node), rev)) = cache.get(Kind::Node, "", &name) else { continue };
+        let mut next = node.clone();
+        match decision {
+            node_ipam::Decision::Assign { cidr, .. } => {
+                tracing::info!(node = %name, %cidr, "pod CIDR allocated");
+                next.spec.pod_cidr = Some(cidr.to_string());
+                next.spec.pod_cidrs = vec![cidr.to_string()];
+            }
+            node_ipam::Decision::Exhausted { .. } => {
+                let message = node_ipam::exhausted_message(&cfg.ipam, &name);
+                let status = next.status.get_or_insert_with(Default::default);
+                let c = condition(
+                    crate::api::node::NETWORK_UNAVAILABLE,
+                    "True",
+                    Some("CIDRNotAvailable"),
+                    Some(&message),
+                    now,
+                );
+                set_condition(&mut status.conditions, c);
+                let what = events::Occurrence {
+                    involved: events::reference(&Object::Node(node.clone())),
+                    type_: events::EventType::Warning,
+                    reason: "CIDRNotAvailable",
+                    message,
+                    component: "node-ipam-controller",
+                };
+                writes.extend(record_event(cache, what, now));
+            }
+        }
+        if next != *node {
+            writes.push(put(Object::Node(next), Expect::Revision(rev)));
+        }
+    }
     commit(ctx, cache, writes, now).await.deposed
 }
 

@@ -101,6 +101,14 @@ pub trait NodeBuilder {
     fn with_capacity(self, resources: &[(&str, &str)]) -> Self;
     fn cordoned(self) -> Self;
     fn not_ready(self) -> Self;
+    /// `NetworkUnavailable=True`: the node's pod network is not set up.
+    fn network_unavailable(self) -> Self
+    where
+        Self: Sized,
+    {
+        self.network_unavailable_is("True")
+    }
+    fn network_unavailable_is(self, status: &str) -> Self;
 }
 
 impl NodeBuilder for Node {
@@ -132,6 +140,16 @@ impl NodeBuilder for Node {
         status.conditions.push(Condition {
             type_: "Ready".into(),
             status: "False".into(),
+            ..Condition::default()
+        });
+        self
+    }
+
+    fn network_unavailable_is(mut self, status: &str) -> Self {
+        let conditions = &mut self.status.get_or_insert_with(NodeStatus::default).conditions;
+        conditions.push(Condition {
+            type_: crate::api::node::NETWORK_UNAVAILABLE.into(),
+            status: status.into(),
             ..Condition::default()
         });
         self

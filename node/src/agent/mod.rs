@@ -31,6 +31,7 @@ pub mod usage;
 
 use crate::dns;
 use crate::downward;
+use crate::network::{self, NetworkConfig, NetworkState};
 use crate::pod_sync::{self, Action, SyncConfig};
 use crate::proxy::{self, Proxy};
 use crate::reflector::{self, Reflected};
@@ -69,6 +70,8 @@ pub struct AgentConfig {
     /// simulation's clock, so that the masters judge heartbeat ages in the
     /// same time as the agent writes them).
     pub clock: SharedClock,
+    /// How the pod network is made (backend, cluster CIDR).
+    pub network: NetworkConfig,
 }
 
 impl AgentConfig {
@@ -89,6 +92,7 @@ impl AgentConfig {
             extra_labels: BTreeMap::new(),
             serve_network: true,
             clock: SharedClock::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -107,28 +111,45 @@ pub async fn run(
     cfg: AgentConfig,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
-    let Some(registered) = register(&client, &cfg, &cancel).await? else { return Ok(()) };
+    // A node with a pod network to set up registers without one: the
+    // scheduler places nothing here until it is up.
+    let first = Health {
+        network: runtime.has_pod_network().then(|| network_condition(&NetworkState::WaitingForPodCidr, None)),
+        ..Health::default()
+    };
+    let Some(registered) = register(&client, &cfg, &first, &cancel).await? else { return Ok(()) };
     tracing::info!(node = %cfg.name, address = %cfg.address, "node registered");
     let latest_usage = usage::Latest::default();
     let runtime_down = RuntimeDown::default();
+    let network_state = network::new_state();
+    let nodes = reflector::reflect(client.clone(), "nodes", cancel.clone());
     let beats = tokio::spawn(heartbeats(
         client.clone(),
         cfg.clone(),
         registered,
-        latest_usage.clone(),
-        runtime_down.clone(),
+        Reports {
+            usage: latest_usage.clone(),
+            runtime_down: runtime_down.clone(),
+            network: network_state.subscribe(),
+            nodes: nodes.clone(),
+        },
         cancel.clone(),
     ));
     let pods = reflector::reflect(client.clone(), "pods", cancel.clone());
     let services = reflector::reflect(client.clone(), "services", cancel.clone());
     let endpoints = reflector::reflect(client.clone(), "endpoints", cancel.clone());
-    let network = match runtime.pod_network().await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(node = %cfg.name, error = %e, "no pod network: services are reachable on the node address only");
-            None
-        }
-    };
+    // Pods start once the pod network is up: until then the node reports
+    // NetworkUnavailable and the scheduler places nothing here.
+    let network = network::start(
+        runtime.clone(),
+        cfg.network,
+        cfg.name.clone(),
+        cfg.address,
+        nodes,
+        network_state,
+        cancel.clone(),
+    )
+    .await;
     let metrics = Arc::new(metrics::NodeMetrics::new());
     let sampling = tokio::spawn(usage::sample(
         runtime.clone(),
@@ -788,13 +809,8 @@ fn env_of(svc: &Service) -> Vec<(String, String)> {
     env
 }
 
-fn node_object(
-    cfg: &AgentConfig,
-    existing: Option<&Node>,
-    usage: Option<NodeMetrics>,
-    runtime_down: Option<&str>,
-    now: Time,
-) -> Node {
+fn node_object(cfg: &AgentConfig, existing: Option<&Node>, health: &Health, now: Time) -> Node {
+    let (usage, runtime_down) = (health.usage.clone(), health.runtime_down.as_deref());
     let (cpu, memory) = capacity(cfg);
     let quantities = [("cpu", cpu), ("memory", memory), ("pods", cfg.max_pods.to_string())]
         .into_iter()
@@ -814,13 +830,15 @@ fn node_object(
         reason: Some(reason.into()),
         message: Some(message),
         last_heartbeat_time: Some(now),
-        last_transition_time: existing
-            .and_then(|n| n.status.as_ref())
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready" && c.status == status))
-            .and_then(|c| c.last_transition_time)
-            .or(Some(now)),
+        last_transition_time: transition_time(existing, "Ready", status, now),
         ..Default::default()
     };
+    let mut conditions = vec![ready];
+    conditions.extend(health.network.clone().map(|c| Condition {
+        last_heartbeat_time: Some(now),
+        last_transition_time: transition_time(existing, &c.type_, &c.status, now),
+        ..c
+    }));
     let mut metadata = existing.map(|n| n.metadata.clone()).unwrap_or_else(|| ObjectMeta {
         name: cfg.name.clone(),
         labels: cfg.labels.clone(),
@@ -836,13 +854,44 @@ fn node_object(
         status: Some(NodeStatus {
             capacity: quantities.clone(),
             allocatable: quantities,
-            conditions: vec![ready],
+            conditions,
             addresses: vec![
                 NodeAddress { type_: "InternalIP".into(), address: cfg.address.to_string() },
                 NodeAddress { type_: "Hostname".into(), address: cfg.name.clone() },
             ],
             metrics: usage,
         }),
+    }
+}
+
+/// When condition `type_` last took `status`: kept from `existing` while it holds it.
+fn transition_time(existing: Option<&Node>, type_: &str, status: &str, now: Time) -> Option<Time> {
+    existing
+        .and_then(|n| n.condition(type_))
+        .filter(|c| c.status == status)
+        .and_then(|c| c.last_transition_time)
+        .or(Some(now))
+}
+
+/// The `NetworkUnavailable` condition for the network's `state`, as of the
+/// Node `seen` (the freshest copy the agent has): while no pod CIDR is
+/// allocated, the leader's own word on why (`CIDRNotAvailable`) is kept.
+fn network_condition(state: &NetworkState, seen: Option<&Node>) -> Condition {
+    if *state == NetworkState::WaitingForPodCidr {
+        let leaders = seen
+            .and_then(|n| n.condition(control_plane::api::node::NETWORK_UNAVAILABLE))
+            .filter(|c| c.reason.as_deref() == Some("CIDRNotAvailable"));
+        if let Some(c) = leaders {
+            return c.clone();
+        }
+    }
+    let (status, reason, message) = network::condition_of(state);
+    Condition {
+        type_: control_plane::api::node::NETWORK_UNAVAILABLE.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        ..Default::default()
     }
 }
 
@@ -874,12 +923,13 @@ fn host_memory() -> String {
 async fn register(
     client: &CorralClient,
     cfg: &AgentConfig,
+    health: &Health,
     cancel: &CancellationToken,
 ) -> Result<Option<Node>, AgentError> {
     let mut delay = Duration::from_millis(200);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match try_register(client, cfg).await {
+        match try_register(client, cfg, health).await {
             Ok(node) => return Ok(Some(node)),
             Err(e) if Instant::now() > deadline => {
                 return Err(AgentError::Register { node: cfg.name.clone(), source: e });
@@ -894,19 +944,23 @@ async fn register(
     }
 }
 
-async fn try_register(client: &CorralClient, cfg: &AgentConfig) -> Result<Node, ClientError> {
+async fn try_register(
+    client: &CorralClient,
+    cfg: &AgentConfig,
+    health: &Health,
+) -> Result<Node, ClientError> {
     let existing = match client.get_object("nodes", "", &cfg.name).await {
         Ok(Object::Node(n)) => Some(n),
         Ok(_) | Err(ClientError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let node = node_object(cfg, existing.as_ref(), None, None, cfg.clock.now());
+    let node = node_object(cfg, existing.as_ref(), health, cfg.clock.now());
     if existing.is_none() {
         let mut fresh = node.clone();
         fresh.metadata.resource_version = None;
         client.apply(&Object::Node(fresh)).await?;
     }
-    report(client, cfg, &node, &Health::default()).await
+    report(client, cfg, &node, health).await
 }
 
 /// What the heartbeat reports besides being alive.
@@ -916,6 +970,28 @@ struct Health {
     usage: Option<NodeMetrics>,
     /// Why the container engine is unreachable, while it is.
     runtime_down: Option<String>,
+    /// `NetworkUnavailable` (none for a runtime without a pod network).
+    network: Option<Condition>,
+}
+
+/// Where the heartbeat reads what it reports.
+struct Reports {
+    usage: usage::Latest,
+    runtime_down: RuntimeDown,
+    network: tokio::sync::watch::Receiver<Option<NetworkState>>,
+    /// Every Node, for this node's freshest copy.
+    nodes: tokio::sync::watch::Receiver<Reflected>,
+}
+
+impl Reports {
+    fn health(&self, name: &str) -> Health {
+        let seen = network::own_node(&self.nodes.borrow(), name);
+        Health {
+            usage: self.usage.lock().expect("usage").clone(),
+            runtime_down: self.runtime_down.lock().expect("runtime health").clone(),
+            network: self.network.borrow().as_ref().map(|s| network_condition(s, seen.as_ref())),
+        }
+    }
 }
 
 /// Writes the status built from `known` (the Node as last stored) and
@@ -926,8 +1002,7 @@ async fn report(
     known: &Node,
     health: &Health,
 ) -> Result<Node, ClientError> {
-    let mut status =
-        node_object(cfg, Some(known), health.usage.clone(), health.runtime_down.as_deref(), cfg.clock.now());
+    let mut status = node_object(cfg, Some(known), health, cfg.clock.now());
     status.metadata.resource_version = None;
     match client.update_status(&Object::Node(status)).await? {
         Object::Node(n) => Ok(n),
@@ -946,21 +1021,20 @@ async fn heartbeats(
     client: CorralClient,
     cfg: AgentConfig,
     mut known: Node,
-    usage: usage::Latest,
-    runtime_down: RuntimeDown,
+    mut reports: Reports,
     cancel: CancellationToken,
 ) {
+    let mut network_open = true;
     loop {
+        // A change of the pod network is reported at once, not a beat later.
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.heartbeat) => {}
+            r = reports.network.changed(), if network_open => network_open = r.is_ok(),
         }
-        let health = Health {
-            usage: usage.lock().expect("usage").clone(),
-            runtime_down: runtime_down.lock().expect("runtime health").clone(),
-        };
+        let health = reports.health(&cfg.name);
         let result = match report(&client, &cfg, &known, &health).await {
-            Err(ClientError::NotFound(_)) => try_register(&client, &cfg).await,
+            Err(ClientError::NotFound(_)) => try_register(&client, &cfg, &health).await,
             r => r,
         };
         match result {

@@ -22,7 +22,7 @@ mod images;
 mod network;
 mod translate;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,8 +48,8 @@ use self::translate::{
     is_conflict, is_missing_image, is_missing_network, is_not_found, runtime_error, DockerState,
 };
 use super::{
-    labels, ContainerConfig, ContainerInfo, ExecEvent, ExecOutput, LogOptions, PodRef, Runtime, RuntimeError,
-    RuntimeResult, Sandbox, SandboxConfig, Usage,
+    labels, ContainerConfig, ContainerInfo, ExecEvent, ExecOutput, LogOptions, PodNetworkSpec, PodRef,
+    Runtime, RuntimeError, RuntimeResult, Sandbox, SandboxConfig, Usage,
 };
 
 /// The network Corral's pods join unless told otherwise.
@@ -67,6 +67,13 @@ const INSPECT_CONCURRENCY: usize = 8;
 pub struct DockerRuntime {
     docker: Docker,
     network: String,
+    /// How the pod network is made: the default for [`DEFAULT_NETWORK`]
+    /// until the agent sets its own; none (the engine picks) for another
+    /// network a test names.
+    spec: Arc<std::sync::Mutex<Option<PodNetworkSpec>>>,
+    /// Addresses being given to sandboxes now (a bridge shared by several
+    /// nodes, where this runtime picks them).
+    claimed: Arc<std::sync::Mutex<BTreeSet<std::net::Ipv4Addr>>>,
     /// The last inspection of each container, with the state the list
     /// showed then: a container is inspected again only when its state
     /// changes (its times, exit code and address change only then), so a
@@ -93,6 +100,27 @@ impl DockerRuntime {
 
     /// [`DockerRuntime::connect`] to the engine listening on `socket`.
     pub async fn connect_at(socket: &Path, network: &str) -> RuntimeResult<Self> {
+        let runtime = Self::open(socket, network).await?;
+        let spec = (network == DEFAULT_NETWORK).then(PodNetworkSpec::default);
+        *runtime.spec.lock().expect("network spec") = spec.clone();
+        network::ensure_network(&runtime.docker, network, spec.as_ref()).await?;
+        Ok(runtime)
+    }
+
+    /// The engine at `DOCKER_HOST` (a unix socket) or `docker_host`, else
+    /// [`DEFAULT_SOCKET`]: the socket path of a `unix://` address or a path.
+    pub fn socket_of(docker_host: Option<&str>) -> std::path::PathBuf {
+        let host = docker_host.map(str::to_string).or_else(|| std::env::var("DOCKER_HOST").ok());
+        std::path::PathBuf::from(
+            host.map(|h| h.strip_prefix("unix://").map(str::to_string).unwrap_or(h))
+                .unwrap_or_else(|| DEFAULT_SOCKET.to_string()),
+        )
+    }
+
+    /// Connects to the engine at `socket` and agrees on an API version; the
+    /// pod network `network` is made later, by [`Runtime::pod_network`]
+    /// (the node agent knows its spec only once it has a pod CIDR).
+    pub async fn open(socket: &Path, network: &str) -> RuntimeResult<Self> {
         let what = format!("connecting to the Docker engine at {}", socket.display());
         let socket = socket.to_str().ok_or_else(|| RuntimeError::Engine(format!("{what}: not UTF-8")))?;
         // Not `connect_with_socket`: it refuses a socket file that is missing
@@ -100,8 +128,13 @@ impl DockerRuntime {
         let docker = Docker::connect_with_unix(socket, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
             .map_err(|e| runtime_error(&what, e))?;
         let docker = docker.negotiate_version().await.map_err(|e| runtime_error(&what, e))?;
-        network::ensure_network(&docker, network).await?;
-        Ok(DockerRuntime { docker, network: network.to_string(), inspected: Default::default() })
+        Ok(DockerRuntime {
+            docker,
+            network: network.to_string(),
+            spec: Default::default(),
+            claimed: Default::default(),
+            inspected: Default::default(),
+        })
     }
 
     /// The bollard client, for what the [`Runtime`] does not cover (tests,
@@ -141,13 +174,62 @@ impl DockerRuntime {
             self.ensure_volume(&config.pod, &config.node, volume, &config.extra_labels).await?;
         }
         let name = container_name(&config.node, &config.pod, SANDBOX_CONTAINER, 0);
-        let body = translate::sandbox_body(&config, PAUSE_IMAGE, &self.network);
         let who = Identity { pod_uid: &config.pod.uid, container: None, attempt: 0, node: &config.node };
-        let id = self.create_and_start(&name, body, &who).await?;
+        let pod_range = self.spec.lock().expect("network spec").as_ref().and_then(|s| s.pod_range);
+        let id = match pod_range {
+            None => {
+                let body = translate::sandbox_body(&config, PAUSE_IMAGE, &self.network, None);
+                self.create_and_start(&name, body, &who).await?
+            }
+            Some(range) => self.create_addressed_sandbox(&config, &name, &who, range).await?,
+        };
         let inspect = self.inspect(&id).await?;
         let ip = self.pod_ip(&inspect);
         tracing::info!(node = %config.node, pod = %config.pod.name, %id, ?ip, "sandbox started");
         Ok(Sandbox { id, ip })
+    }
+
+    /// A sandbox on a bridge shared by several nodes: its address is picked
+    /// here from this node's pod CIDR, never one a container holds or
+    /// another sandbox is being given; one taken meanwhile (by an agent of
+    /// another node it cannot be: their ranges differ) is tried again.
+    async fn create_addressed_sandbox(
+        &self,
+        config: &SandboxConfig,
+        name: &str,
+        who: &Identity<'_>,
+        range: ipnet::Ipv4Net,
+    ) -> RuntimeResult<String> {
+        let mut refused = BTreeSet::new();
+        for _ in 0..4 {
+            let mut taken = network::addresses_in_use(&self.docker, &self.network).await?;
+            let ip = {
+                let mut claimed = self.claimed.lock().expect("claimed addresses");
+                taken.extend(claimed.iter().copied());
+                taken.extend(refused.iter().copied());
+                let Some(ip) = crate::network::plan::pod_address(range, &config.pod.uid, &taken) else {
+                    return Err(RuntimeError::Engine(format!(
+                        "no free pod address in this node's pod CIDR {range} ({} in use)",
+                        taken.len()
+                    )));
+                };
+                claimed.insert(ip);
+                ip
+            };
+            let body = translate::sandbox_body(config, PAUSE_IMAGE, &self.network, Some(ip));
+            let result = self.create_and_start(name, body, who).await;
+            self.claimed.lock().expect("claimed addresses").remove(&ip);
+            match result {
+                Err(RuntimeError::Engine(m))
+                    if m.contains("already in use") || m.contains("Address already") =>
+                {
+                    tracing::info!(pod = %config.pod.name, %ip, "pod address taken meanwhile; trying another");
+                    refused.insert(ip);
+                }
+                other => return other,
+            }
+        }
+        Err(RuntimeError::Engine(format!("no free pod address in {range} after 4 tries; retrying later")))
     }
 
     async fn start_container_owned(
@@ -203,7 +285,8 @@ impl DockerRuntime {
             let _ = self.remove(&id).await;
             if is_missing_network(&e) && !last_try {
                 // Docker checks the network only now, at start.
-                network::ensure_network(&self.docker, &self.network).await?;
+                let spec = self.spec.lock().expect("network spec").clone();
+                network::ensure_network(&self.docker, &self.network, spec.as_ref()).await?;
                 continue;
             }
             if is_not_found(&e) && !is_missing_network(&e) {
@@ -537,7 +620,15 @@ impl Runtime for DockerRuntime {
         events::changes(self.docker.clone(), node, self.inspected.clone())
     }
 
-    fn pod_network(&self) -> BoxFuture<'_, RuntimeResult<Option<crate::runtime::PodNetwork>>> {
-        Box::pin(async move { network::pod_network(&self.docker, &self.network).await.map(Some) })
+    fn pod_network(
+        &self,
+        spec: &PodNetworkSpec,
+    ) -> BoxFuture<'_, RuntimeResult<Option<crate::runtime::PodNetwork>>> {
+        let spec = spec.clone();
+        Box::pin(async move {
+            network::ensure_network(&self.docker, &self.network, Some(&spec)).await?;
+            *self.spec.lock().expect("network spec") = Some(spec);
+            network::pod_network(&self.docker, &self.network).await.map(Some)
+        })
     }
 }

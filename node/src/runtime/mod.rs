@@ -225,6 +225,44 @@ pub struct PodNetwork {
     pub gateway: Option<IpAddr>,
 }
 
+/// How the engine's pod bridge is made (`network::plan::bridge_spec`
+/// chooses it per backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetworkSpec {
+    /// The bridge's subnet.
+    pub subnet: ipnet::Ipv4Net,
+    /// The bridge's own address: the pods' default gateway.
+    pub gateway: std::net::Ipv4Addr,
+    /// Where the engine picks addresses itself (`None`: the whole subnet).
+    pub engine_range: Option<ipnet::Ipv4Net>,
+    /// This node's pod CIDR when the runtime picks each sandbox's address
+    /// from it (a bridge shared by several nodes); `None`: the engine picks.
+    pub pod_range: Option<ipnet::Ipv4Net>,
+    /// The bridge's MTU (`None`: the engine's default).
+    pub mtu: Option<u32>,
+    /// Whether the engine masquerades what leaves the bridge (off when the
+    /// agent masquerades only traffic that leaves the cluster CIDR).
+    pub engine_masquerade: bool,
+}
+
+impl Default for PodNetworkSpec {
+    /// One bridge over the default cluster CIDR, shared by every node of
+    /// the engine, the engine addressing containers from its first range.
+    fn default() -> Self {
+        let cluster: ipnet::Ipv4Net =
+            control_plane::controllers::node_ipam::DEFAULT_CLUSTER_CIDR.parse().expect("a valid CIDR");
+        let reserved = ipnet::Ipv4Net::new(cluster.network(), 24).expect("a valid prefix");
+        PodNetworkSpec {
+            subnet: cluster,
+            gateway: std::net::Ipv4Addr::from(u32::from(cluster.network()) + 1),
+            engine_range: Some(reserved),
+            pod_range: None,
+            mtu: None,
+            engine_masquerade: true,
+        }
+    }
+}
+
 /// A container engine. Object safe: the agent holds an `Arc<dyn Runtime>`.
 pub trait Runtime: Send + Sync + 'static {
     /// Whether `image` is present locally (there is no registry to pull from).
@@ -265,7 +303,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// removal), so the agent reports promptly; the agent also resyncs
     /// periodically, so a missed nudge costs latency, not correctness.
     fn changes(&self, node: &str) -> BoxStream<'static, ()>;
-    /// The pod network's host interface, or `None` for a runtime without one
-    /// (the simulation).
-    fn pod_network(&self) -> BoxFuture<'_, RuntimeResult<Option<PodNetwork>>>;
+    /// Makes the pod network as `spec` says (or checks that it is so), and
+    /// returns its host interface; `None` for a runtime without one (the
+    /// simulation). Sandboxes created afterwards join it.
+    fn pod_network(&self, spec: &PodNetworkSpec) -> BoxFuture<'_, RuntimeResult<Option<PodNetwork>>>;
+    /// Whether this runtime has a pod network to set up at all.
+    fn has_pod_network(&self) -> bool {
+        true
+    }
 }

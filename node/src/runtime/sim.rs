@@ -463,8 +463,15 @@ impl Runtime for SimRuntime {
         async move { result }.boxed()
     }
 
-    fn pod_network(&self) -> BoxFuture<'_, RuntimeResult<Option<crate::runtime::PodNetwork>>> {
+    fn pod_network(
+        &self,
+        _spec: &crate::runtime::PodNetworkSpec,
+    ) -> BoxFuture<'_, RuntimeResult<Option<crate::runtime::PodNetwork>>> {
         Box::pin(async { Ok(None) })
+    }
+
+    fn has_pod_network(&self) -> bool {
+        false
     }
 
     fn changes(&self, node: &str) -> BoxStream<'static, ()> {

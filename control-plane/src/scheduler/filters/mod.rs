@@ -17,6 +17,7 @@ use crate::api::Pod;
 pub enum Reason {
     NodeUnschedulable,
     NodeNotReady,
+    NodeNetworkUnavailable,
     NodeAffinityMismatch,
     TooManyPods,
     InsufficientCpu,
@@ -30,6 +31,9 @@ impl Reason {
         match self {
             Reason::NodeUnschedulable => "node(s) were unschedulable",
             Reason::NodeNotReady => "node(s) were not ready",
+            Reason::NodeNetworkUnavailable => {
+                "node(s) had untolerated taint {node.kubernetes.io/network-unavailable: }"
+            }
             Reason::NodeAffinityMismatch => "node(s) didn't match Pod's node affinity/selector",
             Reason::TooManyPods => "Too many pods",
             Reason::InsufficientCpu => "Insufficient cpu",

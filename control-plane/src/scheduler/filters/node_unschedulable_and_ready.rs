@@ -1,4 +1,6 @@
-//! NodeUnschedulableAndReady: new pods go only to nodes that are ready and not cordoned.
+//! NodeUnschedulableAndReady: new pods go only to nodes that are ready, not cordoned, and whose
+//! pod network is up (Kubernetes keeps them off with the `node.kubernetes.io/network-unavailable`
+//! taint; Corral has no taints yet and reads the `NetworkUnavailable` condition directly).
 //! Pods already running on such a node are not this filter's concern.
 
 use crate::api::Pod;
@@ -12,6 +14,9 @@ pub fn filter(_pod: &Pod, node: &NodeInfo, _snapshot: &Snapshot) -> Result<(), R
     }
     if !node.node.is_ready() {
         return Err(Reason::NodeNotReady);
+    }
+    if node.node.network_unavailable() {
+        return Err(Reason::NodeNetworkUnavailable);
     }
     Ok(())
 }
@@ -35,6 +40,8 @@ mod tests {
             (node("not-ready").not_ready(), Err(Reason::NodeNotReady)),
             (no_status, Err(Reason::NodeNotReady)),
             (node("both").cordoned().not_ready(), Err(Reason::NodeUnschedulable)),
+            (node("no-network").network_unavailable(), Err(Reason::NodeNetworkUnavailable)),
+            (node("network-up").network_unavailable_is("False"), Ok(())),
         ];
         for (node, expected) in cases {
             let snap = snapshot(vec![node], vec![]);

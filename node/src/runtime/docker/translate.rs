@@ -109,7 +109,14 @@ pub fn port_key(port: &PortMapping) -> String {
 
 /// The sandbox container: the pause command on the Corral network, with the
 /// pod's hostname, published ports and DNS settings.
-pub fn sandbox_body(config: &SandboxConfig, image: &str, network: &str) -> ContainerCreateBody {
+/// `ip`: the pod's address when the runtime chooses it (a bridge shared by
+/// several nodes); `None` lets the engine choose.
+pub fn sandbox_body(
+    config: &SandboxConfig,
+    image: &str,
+    network: &str,
+    ip: Option<std::net::Ipv4Addr>,
+) -> ContainerCreateBody {
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &config.ports {
         // An empty host port asks Docker for an ephemeral one.
@@ -138,6 +145,18 @@ pub fn sandbox_body(config: &SandboxConfig, image: &str, network: &str) -> Conta
             dns_options: (!config.dns_options.is_empty()).then(|| config.dns_options.clone()),
             restart_policy: Some(no_restart()),
             ..Default::default()
+        }),
+        networking_config: ip.map(|ip| bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.to_string(),
+                bollard::models::EndpointSettings {
+                    ipam_config: Some(bollard::models::EndpointIpamConfig {
+                        ipv4_address: Some(ip.to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
         }),
         ..Default::default()
     }
@@ -499,7 +518,12 @@ mod tests {
         ];
         config.dns_servers = vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))];
         config.dns_search = vec!["default.svc.cluster.local".into()];
-        let body = sandbox_body(&config, "corral/pause:1", "corral");
+        let body = sandbox_body(&config, "corral/pause:1", "corral", None);
+        assert!(body.networking_config.is_none(), "the engine picks the address");
+        let pinned = sandbox_body(&config, "corral/pause:1", "corral", Some("10.244.3.7".parse().unwrap()));
+        let endpoints = pinned.networking_config.and_then(|n| n.endpoints_config).unwrap();
+        let ipam = endpoints["corral"].ipam_config.clone().unwrap();
+        assert_eq!(ipam.ipv4_address.as_deref(), Some("10.244.3.7"));
         assert_eq!(body.exposed_ports, Some(vec!["53/udp".to_string(), "80/tcp".to_string()]));
         let host = body.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("corral"));
