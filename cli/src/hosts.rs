@@ -184,6 +184,48 @@ impl Bed {
         ip(&["-n", &self.switch(), "link", "set", &port, if connected { "up" } else { "down" }])
     }
 
+    /// Drops every packet between `host` and `peers` inside `host`'s
+    /// namespace: both ways, or (`one_way`) only what `host` receives from
+    /// them. [`Bed::heal`] takes it back.
+    pub fn isolate_from(&self, host: &Host, peers: &[Ipv4Addr], one_way: bool) -> io::Result<()> {
+        self.fault_chain(host)?;
+        for p in peers {
+            let p = p.to_string();
+            iptables(host, &["-A", FAULT_CHAIN, "-s", &p, "-j", "DROP"])?;
+            if !one_way {
+                iptables(host, &["-A", FAULT_CHAIN, "-d", &p, "-j", "DROP"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops `percent`% of `host`'s packets on the link, both ways, at
+    /// random (this kernel has no netem: iptables' statistic match instead).
+    pub fn lose(&self, host: &Host, percent: u8) -> io::Result<()> {
+        self.fault_chain(host)?;
+        let p = format!("{:.2}", f64::from(percent.min(100)) / 100.0);
+        iptables(
+            host,
+            &["-A", FAULT_CHAIN, "-m", "statistic", "--mode", "random", "--probability", &p, "-j", "DROP"],
+        )
+    }
+
+    /// Removes every fault on `host`.
+    pub fn heal(&self, host: &Host) -> io::Result<()> {
+        self.fault_chain(host)?;
+        iptables(host, &["-F", FAULT_CHAIN])
+    }
+
+    /// The chain faults go into, jumped to first from INPUT and OUTPUT.
+    fn fault_chain(&self, host: &Host) -> io::Result<()> {
+        if iptables(host, &["-L", FAULT_CHAIN, "-n"]).is_ok() {
+            return Ok(());
+        }
+        iptables(host, &["-N", FAULT_CHAIN])?;
+        iptables(host, &["-I", "INPUT", "1", "-i", "eth0", "-j", FAULT_CHAIN])?;
+        iptables(host, &["-I", "OUTPUT", "1", "-o", "eth0", "-j", FAULT_CHAIN])
+    }
+
     /// Removes every host, engine and link of bed `prefix` (`crl<N>`):
     /// engines stopped by their pid files (only a dockerd), namespaces and
     /// the machine's veth deleted. Best effort; returns what it removed.
@@ -220,6 +262,16 @@ impl Bed {
         }
         removed
     }
+}
+
+/// The chain of injected faults inside a host.
+const FAULT_CHAIN: &str = "CRL-FAULT";
+
+fn iptables(host: &Host, args: &[&str]) -> io::Result<()> {
+    run(
+        &format!("iptables {} (host {})", args.join(" "), host.name),
+        in_netns(&host.netns, "iptables").arg("-w").args(args),
+    )
 }
 
 fn glob_pidfiles(dir: &Path) -> Vec<PathBuf> {

@@ -252,6 +252,26 @@ async fn setup(
         .map_err(|e| format!("cannot make the pod bridge for {cidr}: {e}"))?
         .ok_or_else(|| "the runtime made no pod bridge".to_string())?;
     if cfg.backend != Backend::Bridge {
+        // The cluster CIDR must be Corral's alone on this host: a route of
+        // somebody else's into it would take pod traffic elsewhere.
+        let nl = netlink::Netlink::connect()?;
+        let ours = [net.interface.as_str(), plan::VXLAN_DEVICE];
+        let foreign: Vec<String> = nl
+            .foreign_routes_into(cfg.cluster_cidr)
+            .await?
+            .into_iter()
+            .filter(|(_, dev)| !dev.as_deref().is_some_and(|d| ours.contains(&d)))
+            .map(|(dst, dev)| format!("{dst} dev {}", dev.unwrap_or_else(|| "?".into())))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(format!(
+                "the cluster CIDR {} overlaps this host's route(s) {}: start the masters and nodes with a --cluster-cidr this host does not use",
+                cfg.cluster_cidr,
+                foreign.join(", ")
+            ));
+        }
+    }
+    if cfg.backend != Backend::Bridge {
         masquerade::ensure(cfg.cluster_cidr).await?;
     }
     if let (Backend::Vxlan, Some((index, mtu)), IpAddr::V4(local)) = (cfg.backend, underlay, address) {

@@ -108,6 +108,38 @@ impl Netlink {
         Ok(out)
     }
 
+    /// The routes of the main table that share an address with `net` and
+    /// are not Corral's (route protocol), with their device names.
+    pub async fn foreign_routes_into(&self, net: Ipv4Net) -> Result<Vec<(Ipv4Net, Option<String>)>, String> {
+        let mut routes = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        let mut found = Vec::new();
+        while let Some(msg) = routes.try_next().await.map_err(|e| err("listing routes", e))? {
+            if msg.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL) || msg.header.table != 254 {
+                continue;
+            }
+            let dst = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            // The default route (no destination) holds everything: not an overlap.
+            let Some(dst) = dst else { continue };
+            let Ok(dst) = Ipv4Net::new(dst, msg.header.destination_prefix_length) else { continue };
+            if !(dst.contains(&net.network()) || net.contains(&dst.network())) {
+                continue;
+            }
+            let oif =
+                msg.attributes
+                    .iter()
+                    .find_map(|a| if let RouteAttribute::Oif(i) = a { Some(*i) } else { None });
+            let dev = match oif {
+                Some(i) => self.link_name(i).await?,
+                None => None,
+            };
+            found.push((dst, dev));
+        }
+        Ok(found)
+    }
+
     async fn link_name(&self, index: u32) -> Result<Option<String>, String> {
         let mut links = self.handle.link().get().match_index(index).execute();
         let link = links.try_next().await.map_err(|e| err("reading a link", e))?;
