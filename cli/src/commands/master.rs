@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use control_plane::api::pod_security::{HostPathPrefix, PodSecurity};
 use control_plane::clock::SystemClock;
 use control_plane::leader::manager::ControllerConfig;
 use control_plane::{ClientError, Master, MasterConfig};
@@ -60,6 +61,12 @@ pub struct MasterArgs {
     /// Revisions of watch history kept for watchers that resume.
     #[arg(long, default_value_t = 100_000)]
     pub history: u64,
+    /// Where pods may mount hostPath volumes: PREFIX[:rw],... (read-only
+    /// unless `:rw`; none by default). The host's root, the Docker socket,
+    /// /etc, /proc, /sys, /dev and /root stay refused even under a prefix.
+    /// Give every master the same list.
+    #[arg(long, value_delimiter = ',', value_name = "PREFIX[:rw]")]
+    pub allowed_host_paths: Vec<HostPathPrefix>,
 }
 
 /// Parses `--peers 1=127.0.0.1:7001,2=...` into ids and addresses.
@@ -103,6 +110,7 @@ pub async fn run(args: MasterArgs) -> Result<()> {
         peers,
         clock: Arc::new(SystemClock),
         controllers,
+        pod_security: PodSecurity { allowed_host_paths: args.allowed_host_paths.clone() },
     };
     let dialer = Arc::new(TcpDialer::default());
     let master = Master::start(config, dialer).await.map_err(|e| {

@@ -48,6 +48,10 @@ pub struct NodeArgs {
     /// Extra labels on every container and volume this agent creates, k=v,...
     #[arg(long, value_delimiter = ',')]
     pub container_labels: Vec<String>,
+    /// The most processes each container (and pod sandbox) may hold (Docker's PidsLimit).
+    #[arg(long, default_value_t = node::runtime::docker::DEFAULT_PIDS_LIMIT as u32,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub pod_pids_limit: u32,
 }
 
 fn pairs(what: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
@@ -84,7 +88,8 @@ pub async fn run(cli: &Cli, args: &NodeArgs) -> Result<()> {
     cfg.extra_labels = pairs("container-labels", &args.container_labels)?;
     let runtime = DockerRuntime::connect(&args.network)
         .await
-        .map_err(|e| CliError::msg(format!("node {:?}: cannot use Docker: {e}", args.name)))?;
+        .map_err(|e| CliError::msg(format!("node {:?}: cannot use Docker: {e}", args.name)))?
+        .with_pids_limit(i64::from(args.pod_pids_limit));
     let cancel = CancellationToken::new();
     let mut running = {
         let (client, cancel) = (cli.client(), cancel.clone());

@@ -721,19 +721,22 @@ pub fn container_config(
         };
         env.push((e.name.clone(), value));
     }
-    let mounts = spec
-        .volume_mounts
-        .iter()
-        .filter_map(|m| {
-            let volume = pod.spec.volumes.iter().find(|v| v.name == m.name)?;
-            let source = match (&volume.empty_dir, &volume.host_path) {
-                (Some(_), _) => MountSource::EmptyDir(volume.name.clone()),
-                (None, Some(h)) => MountSource::HostPath(PathBuf::from(&h.path)),
-                (None, None) => return None,
-            };
-            Some(Mount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) })
-        })
-        .collect();
+    if let Some(refusal) = pod_sync::host_path_refusal(pod, spec) {
+        return Some(Err(refusal));
+    }
+    let mut mounts = Vec::new();
+    for m in &spec.volume_mounts {
+        let Some(volume) = pod.spec.volumes.iter().find(|v| v.name == m.name) else { continue };
+        let source = match (&volume.empty_dir, &volume.host_path) {
+            (Some(_), _) => MountSource::EmptyDir(volume.name.clone()),
+            (None, Some(h)) => match resolved_host_path(&h.path) {
+                Ok(path) => MountSource::HostPath(path),
+                Err(why) => return Some(Err(format!("hostPath volume {:?}: {why}", m.name))),
+            },
+            (None, None) => continue,
+        };
+        mounts.push(Mount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) });
+    }
     let limit = |k: &str| spec.resources.limits.get(k);
     Some(Ok(ContainerConfig {
         pod: pod_ref(pod),
@@ -750,6 +753,19 @@ pub fn container_config(
         spec_hash: String::new(),
         extra_labels: cfg.extra_labels.clone(),
     }))
+}
+
+/// The host path to bind for `path`, refused when it is protected once its
+/// symlinks are followed (an allowed directory may hold a link to `/`). A
+/// missing path is mounted as written: Docker refuses a missing bind source.
+fn resolved_host_path(path: &str) -> Result<PathBuf, String> {
+    let normalized = control_plane::api::pod_security::check_host_path(path)?;
+    let Ok(real) = std::fs::canonicalize(&normalized) else { return Ok(PathBuf::from(normalized)) };
+    let real_text = real.to_string_lossy();
+    match control_plane::api::pod_security::check_host_path(&real_text) {
+        Ok(_) => Ok(real),
+        Err(why) => Err(format!("{path:?} leads to {real_text:?} through a symlink, and {why}")),
+    }
 }
 
 /// Kubernetes' service variables for the services of `namespace` that have

@@ -43,7 +43,10 @@ pub use self::exec::MAX_OUTPUT as MAX_EXEC_OUTPUT;
 pub use self::images::{
     ensure_busybox_images, ensure_busybox_images_from, BUSYBOX_IMAGE, BUSYBOX_PATH, PAUSE_IMAGE,
 };
-pub use self::translate::{container_name, sanitize, volume_name, SANDBOX_CONTAINER};
+pub use self::translate::{
+    container_name, sanitize, volume_name, Hardening, DEFAULT_PIDS_LIMIT, NO_NEW_PRIVILEGES,
+    SANDBOX_CONTAINER,
+};
 use self::translate::{
     is_conflict, is_missing_image, is_missing_network, is_not_found, runtime_error, DockerState,
 };
@@ -67,6 +70,8 @@ const INSPECT_CONCURRENCY: usize = 8;
 pub struct DockerRuntime {
     docker: Docker,
     network: String,
+    /// What every container gets (no-new-privileges, a pids limit, ...).
+    hardening: Hardening,
     /// The last inspection of each container, with the state the list
     /// showed then: a container is inspected again only when its state
     /// changes (its times, exit code and address change only then), so a
@@ -101,7 +106,19 @@ impl DockerRuntime {
             .map_err(|e| runtime_error(&what, e))?;
         let docker = docker.negotiate_version().await.map_err(|e| runtime_error(&what, e))?;
         network::ensure_network(&docker, network).await?;
-        Ok(DockerRuntime { docker, network: network.to_string(), inspected: Default::default() })
+        Ok(DockerRuntime {
+            docker,
+            network: network.to_string(),
+            hardening: Hardening::default(),
+            inspected: Default::default(),
+        })
+    }
+
+    /// The runtime with at most `limit` processes in each container it
+    /// creates (Docker's PidsLimit; [`DEFAULT_PIDS_LIMIT`] otherwise).
+    pub fn with_pids_limit(mut self, limit: i64) -> Self {
+        self.hardening.pids_limit = limit;
+        self
     }
 
     /// The bollard client, for what the [`Runtime`] does not cover (tests,
@@ -141,7 +158,7 @@ impl DockerRuntime {
             self.ensure_volume(&config.pod, &config.node, volume, &config.extra_labels).await?;
         }
         let name = container_name(&config.node, &config.pod, SANDBOX_CONTAINER, 0);
-        let body = translate::sandbox_body(&config, PAUSE_IMAGE, &self.network);
+        let body = translate::sandbox_body(&config, PAUSE_IMAGE, &self.network, &self.hardening);
         let who = Identity { pod_uid: &config.pod.uid, container: None, attempt: 0, node: &config.node };
         let id = self.create_and_start(&name, body, &who).await?;
         let inspect = self.inspect(&id).await?;
@@ -162,7 +179,7 @@ impl DockerRuntime {
             }
         }
         let name = container_name(&config.node, &config.pod, &config.name, config.attempt);
-        let body = translate::app_body(&sandbox_id, &config);
+        let body = translate::app_body(&sandbox_id, &config, &self.hardening);
         let who = Identity {
             pod_uid: &config.pod.uid,
             container: Some(&config.name),
