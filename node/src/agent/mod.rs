@@ -985,3 +985,30 @@ async fn heartbeats(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::resolved_host_path;
+
+    #[test]
+    fn a_host_path_is_refused_when_a_symlink_leads_somewhere_protected() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("data");
+        std::fs::create_dir(&plain).unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("root")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("etc")).unwrap();
+        let text = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        assert_eq!(resolved_host_path(&text(&plain)), Ok(std::fs::canonicalize(&plain).unwrap()));
+        for link in ["root", "etc"] {
+            let err = resolved_host_path(&text(&dir.path().join(link))).unwrap_err();
+            assert!(err.contains("through a symlink"), "{err}");
+            assert!(err.contains("(PodSecurity baseline)"), "{err}");
+        }
+        assert!(resolved_host_path("/").unwrap_err().contains("never mounted"));
+        assert_eq!(
+            resolved_host_path("/no/such/dir/../x"),
+            Ok(std::path::PathBuf::from("/no/such/x")),
+            "a missing path is mounted as written (Docker refuses it)"
+        );
+    }
+}
