@@ -125,6 +125,7 @@ pub async fn run_master(id: NodeId, peers: u64, data_dir: std::path::PathBuf) ->
         peers,
         clock: Arc::new(SimClock),
         controllers: Default::default(),
+        pod_security: Default::default(),
     };
     let master = Master::start(config, Arc::new(SimDialer)).await?;
     // Dropped with this future when the host crashes.

@@ -39,7 +39,7 @@ spec:
       - name: app
         image: corral/busybox:1
         command: [sh, -c, 'while :; do if [ -f /load/on ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done']
-        volumeMounts: [{{name: load, mountPath: /load}}]
+        volumeMounts: [{{name: load, mountPath: /load, readOnly: true}}]
         resources: {{requests: {{cpu: 100m}}, limits: {{cpu: 300m}}}}
 ---
 apiVersion: autoscaling/v2
@@ -63,7 +63,10 @@ spec:
 /// The HPA reports its metrics, conditions and Events on the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_load_scales_a_deployment_up_and_back_down() {
-    let (tc, nodes, client) = cluster_with_nodes(FLAGS, 1, 71).await;
+    // The load switch lives in the test's temp dir: the masters allow it (read-only).
+    let allowed = format!("--allowed-host-paths={}", std::env::temp_dir().display());
+    let flags: Vec<&str> = FLAGS.iter().copied().chain([allowed.as_str()]).collect();
+    let (tc, nodes, client) = cluster_with_nodes(&flags, 1, 71).await;
     let load_dir = tc.dir.path().join("load");
     std::fs::create_dir_all(&load_dir).unwrap();
     apply(&client, &burner(&load_dir.display().to_string())).await;

@@ -385,9 +385,19 @@ impl CorralClient {
 
     /// Asks one specific master about itself (no retry elsewhere).
     pub async fn member_status(&self, addr: &str) -> Result<pb::MemberStatusResponse, ClientError> {
+        self.member_status_about(addr, 0).await
+    }
+
+    /// [`CorralClient::member_status`], also asking which data dir the
+    /// cluster has registered for master `about` (0: none).
+    pub async fn member_status_about(
+        &self,
+        addr: &str,
+        about: NodeId,
+    ) -> Result<pb::MemberStatusResponse, ClientError> {
         let ch = self.dialer.channel(addr).map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
         let reply = ClusterClient::new(ch)
-            .member_status(Self::request(pb::MemberStatusRequest {}))
+            .member_status(Self::request(pb::MemberStatusRequest { about_member: about }))
             .await
             .map_err(ClientError::from_status)?;
         Ok(reply.into_inner())

@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use control_plane::api::meta::Time;
 use control_plane::api::pod::{
-    Condition, ContainerState as ApiState, ContainerStatus, PodPhase, PodStatus, RestartPolicy, StateReason,
-    StateRunning, StateTerminated,
+    Condition, Container, ContainerState as ApiState, ContainerStatus, PodPhase, PodStatus, RestartPolicy,
+    StateReason, StateRunning, StateTerminated,
 };
-use control_plane::api::Pod;
+use control_plane::api::{pod_security, Pod};
 
 use crate::runtime::{ContainerInfo, ContainerState};
 
@@ -84,6 +84,16 @@ pub struct PodPlan {
     /// The earliest time something is due without any change (a back-off
     /// expiring), so the shell can wake then.
     pub wake_at: Option<SystemTime>,
+}
+
+/// Why this node will not mount a host path container `spec` asks for (the
+/// paths no pod may have, whatever a master let through), if it will not.
+pub fn host_path_refusal(pod: &Pod, spec: &Container) -> Option<String> {
+    spec.volume_mounts.iter().find_map(|m| {
+        let host = pod.spec.volumes.iter().find(|v| v.name == m.name)?.host_path.as_ref()?;
+        let why = pod_security::check_host_path(&host.path).err()?;
+        Some(format!("hostPath volume {:?}: {why}", m.name))
+    })
 }
 
 /// Kubernetes' default grace period.
@@ -170,8 +180,13 @@ pub fn plan(
             waiting: Some(StateReason { reason: Some(reason.into()), message }),
             ..Default::default()
         };
+        let refused = host_path_refusal(pod, spec);
         match last.map(|c| (c, &c.state)) {
             None if finished => status.state = Some(waiting("PodCompleted", None)),
+            None if refused.is_some() => {
+                let message = refused.map(|r| format!("{r}; refused by node {:?}", cfg.node));
+                status.state = Some(waiting("CreateContainerConfigError", message));
+            }
             None if missing_images.contains(&spec.image) => {
                 let message = format!("image {:?} is not present on node {:?}", spec.image, cfg.node);
                 status.state = Some(waiting("ErrImageNeverPull", Some(message)));

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use node::runtime::docker::{
-    ensure_busybox_images, DockerRuntime, BUSYBOX_IMAGE, DEFAULT_NETWORK, PAUSE_IMAGE,
+    ensure_busybox_images, DockerRuntime, BUSYBOX_IMAGE, DEFAULT_NETWORK, NO_NEW_PRIVILEGES, PAUSE_IMAGE,
 };
 use node::runtime::{
     labels, ContainerConfig, ContainerInfo, ContainerState, LogOptions, Mount, MountSource, PodRef,
@@ -317,6 +317,42 @@ async fn a_pod_serves_a_file_written_by_its_other_container_over_the_pod_ip_and_
         assert_eq!(env.expect("exec").output.trim(), "hi");
         let hostname = h.rt.exec(&server_id, &argv(&["hostname"]), Duration::from_secs(20)).await;
         assert_eq!(hostname.expect("exec").output.trim(), "web", "app containers share the sandbox's UTS");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sandbox_and_app_run_without_new_privileges_and_under_the_pids_limit() {
+    bounded(async {
+        let mut h = Harness::start().await;
+        h.rt = h.rt.clone().with_pids_limit(64);
+        let (_pod, sandbox, id) = h.pod_running("hardened", "sleep 300").await;
+        for (what, container) in [("sandbox", &sandbox.id), ("app", &id)] {
+            let inspect = h.rt.docker().inspect_container(container, None).await.expect("inspect");
+            let host = inspect.host_config.expect("host config");
+            assert_eq!(host.security_opt, Some(vec![NO_NEW_PRIVILEGES.to_string()]), "{what}");
+            assert_eq!(host.pids_limit, Some(64), "{what}");
+            assert_eq!(host.privileged, Some(false), "{what}");
+            assert!(host.cap_add.unwrap_or_default().is_empty(), "{what}: no capability added");
+            assert_ne!(host.pid_mode.as_deref(), Some("host"), "{what}");
+            assert_ne!(host.ipc_mode.as_deref(), Some("host"), "{what}");
+        }
+        // What the kernel enforces inside the app container.
+        let long = Duration::from_secs(20);
+        let status = h.rt.exec(&id, &argv(&["cat", "/proc/self/status"]), long).await.unwrap().output;
+        let no_new_privs = status.lines().find(|l| l.starts_with("NoNewPrivs:")).map(str::split_whitespace);
+        assert_eq!(no_new_privs.and_then(|mut w| w.nth(1)), Some("1"), "{status}");
+        let cgroup = "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max";
+        let max = h.rt.exec(&id, &argv(&["sh", "-c", cgroup]), long).await.unwrap();
+        assert_eq!(max.output.trim(), "64", "the container's cgroup holds the limit");
+        // Past the limit, fork fails inside the container (and nowhere else).
+        let forks = "for i in $(seq 1 80); do sleep 30 & done; kill $(jobs -p) 2>/dev/null; kill 0";
+        let out = h.rt.exec(&id, &argv(&["sh", "-c", forks]), long).await.unwrap();
+        assert!(
+            out.output.contains("can't fork") || out.output.contains("Resource temporarily unavailable"),
+            "80 processes fit under a limit of 64: {}",
+            out.output
+        );
     })
     .await
 }

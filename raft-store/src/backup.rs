@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::db::{Db, IoMode};
 use crate::error::StoreError;
+use crate::identity::MEMBERS_PREFIX;
 use crate::log_store::LogStore;
 use crate::state_machine::{History, Image, SnapshotBody, StateMachine};
 use crate::types::{KeyValue, Revision};
@@ -179,7 +180,12 @@ pub async fn restore(backup: &Backup, dir: &Path, id: NodeId, addr: &str) -> Res
         last_membership: StoredMembership::new(Some(log_id), membership),
         snapshot_id: format!("restored-{}-{}", backup.term, backup.revision),
     };
-    let data = codec::encode(&SnapshotBody { kvs: backup.kvs.clone() }).map_err(StoreError::from)?;
+    // The member registry describes the old cluster's data dirs: the new
+    // cluster registers its own members as they are heard from.
+    let kvs: Vec<KeyValue> =
+        backup.kvs.iter().filter(|kv| !kv.key.starts_with(MEMBERS_PREFIX)).cloned().collect();
+    let keys = kvs.len();
+    let data = codec::encode(&SnapshotBody { kvs }).map_err(StoreError::from)?;
     StateMachine::open(db.clone(), History::default())?.install(meta, data)?;
     // A vote in the backup's term, so that the first election here is for a
     // later term than every entry already applied.
@@ -188,7 +194,7 @@ pub async fn restore(backup: &Backup, dir: &Path, id: NodeId, addr: &str) -> Res
         .await
         .map_err(|e| StoreError::Task(format!("cannot write the vote into {}: {e}", dir.display())))?;
     db.raw().flush_wal(true).map_err(|e| StoreError::db(dir, e))?;
-    Ok(Restored { keys: backup.kvs.len(), revision: backup.revision })
+    Ok(Restored { keys, revision: backup.revision })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod codec;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod identity;
 pub mod limits;
 pub mod log_store;
 pub mod network;

@@ -15,6 +15,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tonic::transport::Channel;
 
 use crate::codec;
+use crate::identity::{self, Identity, PeerClaim};
 use crate::pb::raft_service_client::RaftServiceClient;
 use crate::pb::RaftPayload;
 use crate::transport::Dialer;
@@ -24,11 +25,14 @@ use crate::{NodeId, TypeConfig};
 #[derive(Clone)]
 pub struct NetworkFactory {
     dialer: Arc<dyn Dialer>,
+    identity: Identity,
 }
 
 impl NetworkFactory {
-    pub fn new(dialer: Arc<dyn Dialer>) -> Self {
-        NetworkFactory { dialer }
+    /// Every message presents this master as `identity` says, and every
+    /// reply is checked against it ([`identity::check_peer`]).
+    pub fn new(dialer: Arc<dyn Dialer>, identity: Identity) -> Self {
+        NetworkFactory { dialer, identity }
     }
 }
 
@@ -37,7 +41,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let client = self.dialer.channel(&node.addr).map(RaftServiceClient::new).map_err(|e| e.to_string());
-        PeerClient { target, addr: node.addr.clone(), client }
+        PeerClient { target, addr: node.addr.clone(), client, identity: self.identity.clone() }
     }
 }
 
@@ -46,6 +50,31 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
+    identity: Identity,
+}
+
+/// Puts `claim` into gRPC metadata (Raft requests and replies).
+pub fn present(claim: &PeerClaim, metadata: &mut tonic::metadata::MetadataMap) {
+    let fields = [
+        (identity::CLUSTER_HEADER, claim.cluster.clone()),
+        (identity::MEMBER_HEADER, claim.member.map(|m| m.to_string())),
+        (identity::INCARNATION_HEADER, claim.incarnation.clone()),
+    ];
+    for (header, value) in fields {
+        if let Some(v) = value.and_then(|v| v.parse().ok()) {
+            metadata.insert(header, v);
+        }
+    }
+}
+
+/// Reads a peer's claim from gRPC metadata; what is absent stays unknown.
+pub fn claim_of(metadata: &tonic::metadata::MetadataMap) -> PeerClaim {
+    let get = |h: &str| metadata.get(h).and_then(|v| v.to_str().ok()).map(String::from);
+    PeerClaim {
+        cluster: get(identity::CLUSTER_HEADER),
+        member: get(identity::MEMBER_HEADER).and_then(|m| m.parse().ok()),
+        incarnation: get(identity::INCARNATION_HEADER),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +110,23 @@ impl PeerClient {
         };
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(option.hard_ttl());
+        present(&self.identity.claim(), request.metadata_mut());
         let reply = match method {
             Method::Append => client.append_entries(request).await,
             Method::Vote => client.vote(request).await,
             Method::Snapshot => client.install_snapshot(request).await,
         };
         let payload = match reply {
-            Ok(r) => r.into_inner(),
+            Ok(r) => {
+                let mut claim = claim_of(r.metadata());
+                // A reply names no member: it is the one this client called.
+                claim.member = Some(self.target);
+                if let Err(refused) = self.identity.admit(&claim) {
+                    tracing::debug!(target = self.target, addr = %self.addr, %refused, "Raft reply refused");
+                    return Err(RPCError::Network(NetworkError::new(&self.error(refused))));
+                }
+                r.into_inner()
+            }
             Err(status) => {
                 let err = self.error(format!("{:?}: {}", status.code(), status.message()));
                 return Err(match status.code() {

@@ -9,6 +9,7 @@ use crate::backup::{Backup, CLUSTER_ID_KEY};
 use crate::db::{Db, IoMode};
 use crate::error::StoreError;
 use crate::grpc::{RaftGrpc, RaftServiceServer};
+use crate::identity::{self, DataDirIdentity, Identity};
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::proposer::{ProposeError, Proposer};
@@ -84,6 +85,8 @@ pub struct RaftNode {
     pub id: NodeId,
     pub raft: Raft,
     pub state_machine: StateMachine,
+    /// The data dir's identity and the member registry ([`identity`]).
+    pub identity: Identity,
     committed: Arc<AtomicU64>,
     proposer: Proposer,
 }
@@ -91,27 +94,80 @@ pub struct RaftNode {
 impl RaftNode {
     /// Opens the data dir (creating it when new) and starts Raft. The node
     /// is uninitialized until [`Raft::initialize`] or a leader adds it.
+    /// Refuses a data dir that belongs to another master id.
     pub async fn start(config: RaftNodeConfig, dialer: Arc<dyn Dialer>) -> Result<Self, StoreError> {
         let db = Db::open(&config.data_dir, config.io, config.small_db)?;
+        let me = DataDirIdentity::load_or_create(&config.data_dir, config.id)?;
+        let identity = Identity::new(me, config.data_dir.clone());
         let log = LogStore::new(db.clone());
         let committed = log.committed_index();
         let state_machine = StateMachine::open(db, config.history)?;
         let raft = Raft::new(
             config.id,
             config.openraft_config()?,
-            NetworkFactory::new(dialer),
+            NetworkFactory::new(dialer, identity.clone()),
             log,
             state_machine.clone(),
         )
         .await
         .map_err(|e| StoreError::Task(format!("cannot start raft: {e}")))?;
         let proposer = Proposer::start(raft.clone());
-        Ok(RaftNode { id: config.id, raft, state_machine, committed, proposer })
+        let node = RaftNode { id: config.id, raft, state_machine, identity, committed, proposer };
+        // The registry as this data dir last applied it, before any peer is heard.
+        node.refresh_identity().await?;
+        Ok(node)
     }
 
     /// The gRPC service other masters replicate through.
     pub fn raft_service(&self) -> RaftServiceServer<RaftGrpc> {
-        RaftGrpc::new(self.raft.clone()).into_server()
+        RaftGrpc::new(self.raft.clone(), self.identity.clone()).into_server()
+    }
+
+    /// Reads the member registry and the cluster id from the applied state
+    /// into [`RaftNode::identity`] (persisting a newly learned cluster id).
+    pub async fn refresh_identity(&self) -> Result<(), StoreError> {
+        let (mut kvs, _, _) = self.state_machine.list(identity::MEMBERS_PREFIX.to_vec(), None, 0).await?;
+        let (id, _) = self.state_machine.get(CLUSTER_ID_KEY.to_vec()).await?;
+        kvs.extend(id);
+        let (registry, cluster) = identity::read_registry(&kvs);
+        self.identity.refresh(registry, cluster)
+    }
+
+    /// One pass of identity upkeep: refresh, and on the leader, mint the
+    /// cluster id if it has none, register the incarnation of every member
+    /// heard from for the first time, and forget members that left. Run it
+    /// every second or so on every master.
+    pub async fn maintain_identity(&self) -> Result<(), StoreError> {
+        self.refresh_identity().await?;
+        let metrics = self.raft.metrics().borrow().clone();
+        self.identity.observe_membership(metrics.membership_config.log_id().as_ref().copied());
+        if metrics.current_leader != Some(self.id) || metrics.state != openraft::ServerState::Leader {
+            return Ok(());
+        }
+        let membership = metrics.membership_config.membership().clone();
+        let task = |e: ProposeError| StoreError::Task(format!("identity upkeep: {e}"));
+        if self.identity.me().cluster.is_none() {
+            self.ensure_cluster_id().await.map_err(task)?;
+        }
+        let mut ops = Vec::new();
+        for (member, incarnation) in self.identity.unregistered() {
+            if membership.get_node(&member).is_some() {
+                tracing::info!(master = member, %incarnation, "registering a member's data dir");
+                let key = identity::member_key(member);
+                ops.push(Op::Put { key, value: incarnation.into_bytes(), expect: Expect::Absent });
+            }
+        }
+        let (registered, _, _) = self.state_machine.list(identity::MEMBERS_PREFIX.to_vec(), None, 0).await?;
+        for kv in registered {
+            if identity::member_of_key(&kv.key).is_some_and(|m| membership.get_node(&m).is_none()) {
+                ops.push(Op::Delete { key: kv.key, expect: Expect::Revision(kv.revision) });
+            }
+        }
+        // One at a time: a conflict (another leader's write) must not hold up the rest.
+        for op in ops {
+            self.propose(Txn { ops: vec![op] }).await.map_err(task)?;
+        }
+        Ok(())
     }
 
     /// Proposes a transaction; returns once it is committed and applied here.

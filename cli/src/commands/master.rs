@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use control_plane::api::pod_security::{HostPathPrefix, PodSecurity};
 use control_plane::clock::SystemClock;
 use control_plane::controllers::node_ipam::IpamConfig;
 use control_plane::leader::manager::ControllerConfig;
@@ -67,6 +68,12 @@ pub struct MasterArgs {
     /// The prefix length of each node's pod CIDR (24: up to 254 pods a node).
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
+    /// Where pods may mount hostPath volumes: PREFIX[:rw],... (read-only
+    /// unless `:rw`; none by default). The host's root, the Docker socket,
+    /// /etc, /proc, /sys, /dev and /root stay refused even under a prefix.
+    /// Give every master the same list.
+    #[arg(long, value_delimiter = ',', value_name = "PREFIX[:rw]")]
+    pub allowed_host_paths: Vec<HostPathPrefix>,
 }
 
 /// Parses `--peers 1=127.0.0.1:7001,2=...` into ids and addresses.
@@ -112,6 +119,7 @@ pub async fn run(args: MasterArgs) -> Result<()> {
         peers,
         clock: Arc::new(SystemClock),
         controllers,
+        pod_security: PodSecurity { allowed_host_paths: args.allowed_host_paths.clone() },
     };
     let dialer = Arc::new(TcpDialer::default());
     let master = Master::start(config, dialer).await.map_err(|e| {

@@ -61,6 +61,10 @@ pub struct NodeArgs {
     /// Extra labels on every container and volume this agent creates, k=v,...
     #[arg(long, value_delimiter = ',')]
     pub container_labels: Vec<String>,
+    /// The most processes each container (and pod sandbox) may hold (Docker's PidsLimit).
+    #[arg(long, default_value_t = node::runtime::docker::DEFAULT_PIDS_LIMIT as u32,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub pod_pids_limit: u32,
 }
 
 fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
@@ -115,7 +119,8 @@ pub async fn run(cli: &Cli, args: &NodeArgs) -> Result<()> {
             args.name,
             socket.display()
         ))
-    })?;
+    })?
+    .with_pids_limit(i64::from(args.pod_pids_limit));
     let cancel = CancellationToken::new();
     let mut running = {
         let (client, cancel) = (cli.client(), cancel.clone());

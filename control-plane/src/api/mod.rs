@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod meta;
 pub mod node;
 pub mod pod;
+pub mod pod_security;
 pub mod quantity;
 pub mod service;
 pub mod validation;
@@ -219,12 +220,12 @@ fn deserialize_at<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Pa
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        let message = match message.split_once(", expected one of") {
-            // The path already ends with the unknown field's name.
-            Some((unknown, _)) if unknown.starts_with("unknown field") => {
-                "is not supported by Corral (see the supported subset in the README)".to_string()
-            }
-            _ => message,
+        // serde says "unknown field `x`, expected one of ..." (or "expected
+        // `a` or `b`" for two fields); the path already ends with the name.
+        let message = if message.starts_with("unknown field") && message.contains(", expected") {
+            "is not supported by Corral (see the supported subset in the README)".to_string()
+        } else {
+            message
         };
         ParseError { path, message }
     })
@@ -309,9 +310,15 @@ impl Object {
         }
     }
 
-    /// Every problem with the object, each with its field path.
+    /// Every problem with the object, each with its field path, under the
+    /// rules that hold on every cluster.
     pub fn validate(&self) -> Vec<FieldError> {
         validation::validate(self)
+    }
+
+    /// [`Object::validate`] plus the cluster's pod security settings (on a master).
+    pub fn validate_with(&self, security: &pod_security::PodSecurity) -> Vec<FieldError> {
+        validation::validate_with(self, Some(security))
     }
 
     /// The spec, for telling a spec change (generation bump) from a metadata one.

@@ -239,3 +239,92 @@ fn pod_status_keeps_kubernetes_spelling_of_ip_fields() {
     let old: pod::PodStatus = serde_json::from_str(r#"{"podIp":"10.0.0.1","hostIp":"127.0.0.12"}"#).unwrap();
     assert_eq!((old.pod_ip.as_deref(), old.host_ip.as_deref()), (Some("10.0.0.1"), Some("127.0.0.12")));
 }
+
+/// A pod (or a deployment's template, `in_template`) with `spec` under its spec.
+fn pod_with(spec_extra: &str, container_extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n{spec_extra}  containers:\n  - name: app\n    image: busybox\n{container_extra}"
+    )
+}
+
+fn problems_with(text: &str, security: &pod_security::PodSecurity) -> Vec<String> {
+    let value: serde_json::Value = serde_yaml_ng::from_str(text).unwrap();
+    let obj = Object::from_value(value).unwrap_or_else(|e| panic!("{e}"));
+    obj.validate_with(security).iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn baseline_privileges_are_refused_with_the_field_and_the_rule() {
+    for (spec, container, want) in [
+        ("  hostNetwork: true\n", "", "spec.hostNetwork: sharing the host's namespaces is not allowed (PodSecurity baseline)"),
+        ("  hostPID: true\n", "", "spec.hostPID: sharing the host's namespaces is not allowed (PodSecurity baseline)"),
+        ("  hostIPC: true\n", "", "spec.hostIPC: sharing the host's namespaces is not allowed (PodSecurity baseline)"),
+        ("", "    securityContext: {privileged: true}\n", "spec.containers[0].securityContext.privileged: privileged containers are not allowed (PodSecurity baseline)"),
+        ("", "    securityContext: {capabilities: {add: [NET_BIND_SERVICE, NET_ADMIN]}}\n", "spec.containers[0].securityContext.capabilities.add[1]: \"NET_ADMIN\": adding capabilities is not allowed (PodSecurity baseline)"),
+    ] {
+        let errs = errors(&pod_with(spec, container));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains(want), "{errs:?}");
+    }
+    // Defaults said out loud are fine.
+    one(&pod_with(
+        "  hostNetwork: false\n  hostPID: false\n",
+        "    securityContext: {privileged: false, capabilities: {add: [CHOWN]}}\n",
+    ));
+    // The rest of securityContext stays "not supported", as before.
+    for (container, path) in [
+        ("    securityContext: {runAsUser: 1000}\n", "spec.containers[0].securityContext.runAsUser"),
+        (
+            "    securityContext: {capabilities: {drop: [ALL]}}\n",
+            "spec.containers[0].securityContext.capabilities.drop",
+        ),
+    ] {
+        let errs = errors(&pod_with("", container));
+        assert!(errs[0].contains(&format!("{path}: is not supported by Corral")), "{errs:?}");
+    }
+    let errs = errors(&pod_with("  securityContext: {runAsNonRoot: true}\n", ""));
+    assert!(errs[0].contains("spec.securityContext: is not supported by Corral"), "{errs:?}");
+}
+
+#[test]
+fn host_paths_follow_the_clusters_allow_list() {
+    let volume = |path: &str, read_only: &str| {
+        pod_with(
+            &format!("  volumes:\n  - {{name: h, hostPath: {{path: {path:?}}}}}\n"),
+            &format!("    volumeMounts:\n    - {{name: h, mountPath: /h{read_only}}}\n"),
+        )
+    };
+    let none = pod_security::PodSecurity::default();
+    let some = pod_security::PodSecurity {
+        allowed_host_paths: vec!["/srv".parse().unwrap(), "/var/cache/app:rw".parse().unwrap()],
+    };
+    for (path, read_only, security, want) in [
+        ("/", ", readOnly: true", &some, Some("spec.volumes[0].hostPath.path: \"/\" is not allowed: the host's root filesystem is never mounted into a pod")),
+        ("/srv/../etc/passwd", ", readOnly: true", &some, Some("spec.volumes[0].hostPath.path: \"/srv/../etc/passwd\" is not allowed: /etc")),
+        ("/data", ", readOnly: true", &none, Some("spec.volumes[0].hostPath.path: \"/data\" is not allowed: hostPath volumes must be under an allowed prefix (corral master --allowed-host-paths); none is allowed on this cluster")),
+        ("/srv/www", "", &some, Some("spec.containers[0].volumeMounts[0].readOnly: hostPath volume \"h\" (\"/srv/www\") is read-only on this cluster: set readOnly: true, or allow writes with corral master --allowed-host-paths /srv:rw")),
+        ("/srv/www", ", readOnly: false", &some, Some("volumeMounts[0].readOnly: hostPath volume")),
+        ("/srv/www", ", readOnly: true", &some, None),
+        ("/var/cache/app/x", "", &some, None),
+    ] {
+        let got = problems_with(&volume(path, read_only), security);
+        match want {
+            Some(w) => assert!(got.len() == 1 && got[0].contains(w), "{path}{read_only}: {got:?}"),
+            None => assert!(got.is_empty(), "{path}{read_only}: {got:?}"),
+        }
+    }
+    // A client (no cluster settings) checks what holds everywhere only.
+    assert!(errors(&volume("/", ", readOnly: true"))[0]
+        .contains("spec.volumes[0].hostPath.path: \"/\" is not allowed"));
+    one(&volume("/data", ""));
+    // A deployment's template is a pod spec like any other.
+    let deployment = NGINX_DEPLOYMENT.replace(
+        "      containers:",
+        "      volumes:\n      - {name: h, hostPath: {path: /proc}}\n      containers:",
+    );
+    let errs = errors(&deployment);
+    assert!(
+        errs[0].contains("spec.template.spec.volumes[0].hostPath.path: \"/proc\" is not allowed"),
+        "{errs:?}"
+    );
+}

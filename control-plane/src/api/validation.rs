@@ -11,7 +11,8 @@ use super::labels::{
     LabelSelector,
 };
 use super::meta::ObjectMeta;
-use super::pod::{Container, PodSpec, Probe, RestartPolicy};
+use super::pod::{Container, PodSpec, Probe, RestartPolicy, SecurityContext};
+use super::pod_security::{self, Access, PodSecurity, BASELINE};
 use super::service::{Endpoints, Service, ServiceType};
 use super::{IntOrString, Kind, Object};
 
@@ -47,12 +48,21 @@ impl Errors {
     }
 }
 
+/// The problems of `obj` under the rules that hold on every cluster (what a
+/// client can check before it sends a manifest).
 pub fn validate(obj: &Object) -> Vec<FieldError> {
+    validate_with(obj, None)
+}
+
+/// The problems of `obj`; with `security` (on a master), also the cluster's
+/// pod security settings: where hostPath volumes may point, and whether
+/// they may be written.
+pub fn validate_with(obj: &Object, security: Option<&PodSecurity>) -> Vec<FieldError> {
     let mut e = Errors::default();
     validate_meta(&mut e, obj.kind(), obj.meta());
     match obj {
-        Object::Pod(p) => validate_pod_spec(&mut e, "spec", &p.spec, false),
-        Object::Deployment(d) => validate_deployment(&mut e, d),
+        Object::Pod(p) => validate_pod_spec(&mut e, "spec", &p.spec, false, security),
+        Object::Deployment(d) => validate_deployment(&mut e, d, security),
         Object::Service(s) => validate_service(&mut e, s),
         Object::Endpoints(ep) => validate_endpoints(&mut e, ep),
         Object::Node(n) => {
@@ -141,7 +151,13 @@ fn port_range(e: &mut Errors, path: String, port: i32) {
     }
 }
 
-fn validate_pod_spec(e: &mut Errors, path: &str, spec: &PodSpec, in_template: bool) {
+fn validate_pod_spec(
+    e: &mut Errors,
+    path: &str,
+    spec: &PodSpec,
+    in_template: bool,
+    security: Option<&PodSecurity>,
+) {
     if spec.containers.is_empty() {
         e.add(format!("{path}.containers"), "at least one container is required");
     }
@@ -167,7 +183,27 @@ fn validate_pod_spec(e: &mut Errors, path: &str, spec: &PodSpec, in_template: bo
             (None, Some(h)) if !h.path.starts_with('/') => {
                 e.add(format!("{vpath}.hostPath.path"), "must be an absolute path")
             }
+            (None, Some(h)) => {
+                let verdict = match security {
+                    Some(s) => s.host_path(&h.path).map(drop),
+                    None => pod_security::check_host_path(&h.path).map(drop),
+                };
+                e.check(format!("{vpath}.hostPath.path"), verdict);
+            }
             _ => {}
+        }
+    }
+    if let Some(s) = security {
+        validate_host_path_access(e, path, spec, s);
+    }
+    for (field, on) in
+        [("hostNetwork", spec.host_network), ("hostPID", spec.host_pid), ("hostIPC", spec.host_ipc)]
+    {
+        if on == Some(true) {
+            e.add(
+                format!("{path}.{field}"),
+                format!("sharing the host's namespaces is not allowed ({BASELINE})"),
+            );
         }
     }
     if in_template && spec.restart_policy.is_some_and(|p| p != RestartPolicy::Always) {
@@ -185,8 +221,52 @@ fn validate_pod_spec(e: &mut Errors, path: &str, spec: &PodSpec, in_template: bo
     }
 }
 
+/// A read-only allowed prefix may only be mounted with `readOnly: true`:
+/// refused rather than flipped, so that the pod's author sees it.
+fn validate_host_path_access(e: &mut Errors, path: &str, spec: &PodSpec, security: &PodSecurity) {
+    for (i, c) in spec.containers.iter().enumerate() {
+        for (j, m) in c.volume_mounts.iter().enumerate() {
+            let Some(host) =
+                spec.volumes.iter().find(|v| v.name == m.name).and_then(|v| v.host_path.as_ref())
+            else {
+                continue;
+            };
+            let Ok((Access::ReadOnly, prefix)) = security.host_path(&host.path) else { continue };
+            if m.read_only != Some(true) {
+                e.add(
+                    format!("{path}.containers[{i}].volumeMounts[{j}].readOnly"),
+                    format!(
+                        "hostPath volume {:?} ({:?}) is read-only on this cluster: set readOnly: true, or allow writes with corral master --allowed-host-paths {}:rw",
+                        m.name, host.path, prefix.path
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn validate_security_context(e: &mut Errors, path: &str, sc: &SecurityContext) {
+    if sc.privileged == Some(true) {
+        e.add(format!("{path}.privileged"), format!("privileged containers are not allowed ({BASELINE})"));
+    }
+    for (k, cap) in sc.capabilities.iter().flat_map(|c| c.add.iter()).enumerate() {
+        if !pod_security::capability_allowed(cap) {
+            e.add(
+                format!("{path}.capabilities.add[{k}]"),
+                format!(
+                    "{cap:?}: adding capabilities is not allowed ({BASELINE}); only these, already in Docker's default set, may be listed: {}",
+                    pod_security::BASELINE_CAPABILITIES.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 fn validate_container(e: &mut Errors, path: &str, c: &Container, volumes: &BTreeSet<&str>) {
     e.check(format!("{path}.name"), validate_dns1123_label(&c.name));
+    if let Some(sc) = &c.security_context {
+        validate_security_context(e, &format!("{path}.securityContext"), sc);
+    }
     if c.image.trim().is_empty() {
         e.add(format!("{path}.image"), "is required");
     }
@@ -404,7 +484,7 @@ fn validate_affinity(e: &mut Errors, path: &str, a: &Affinity) {
     }
 }
 
-fn validate_deployment(e: &mut Errors, d: &Deployment) {
+fn validate_deployment(e: &mut Errors, d: &Deployment, security: Option<&PodSecurity>) {
     let spec = &d.spec;
     if spec.replicas.is_some_and(|r| r < 0) {
         e.add("spec.replicas", "must be greater than or equal to 0");
@@ -421,7 +501,7 @@ fn validate_deployment(e: &mut Errors, d: &Deployment) {
         }
     }
     validate_labels(e, "spec.template.metadata.labels", &spec.template.metadata.labels);
-    validate_pod_spec(e, "spec.template.spec", &spec.template.spec, true);
+    validate_pod_spec(e, "spec.template.spec", &spec.template.spec, true, security);
     for (field, v) in [
         ("minReadySeconds", spec.min_ready_seconds),
         ("revisionHistoryLimit", spec.revision_history_limit),

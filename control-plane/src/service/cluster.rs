@@ -9,7 +9,7 @@ use futures::Stream;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use raft_store::NodeId;
+use raft_store::{Expect, NodeId, Op, Txn};
 use tonic::{Request, Response, Status};
 
 use super::{is_forwarded, MasterCtx, ReadAt};
@@ -53,9 +53,9 @@ impl ClusterService {
     }
 
     /// Asks the master at `addr` who it is, so that a new member is the one
-    /// the caller meant.
-    async fn probe(&self, id: NodeId, addr: &str) -> Result<(), Status> {
-        let mut req = Request::new(pb::MemberStatusRequest {});
+    /// the caller meant; returns its data dir's incarnation.
+    async fn probe(&self, id: NodeId, addr: &str) -> Result<String, Status> {
+        let mut req = Request::new(pb::MemberStatusRequest { about_member: 0 });
         req.set_timeout(Duration::from_secs(3));
         let reply = self.client(addr)?.member_status(req).await.map_err(|e| {
             Status::unavailable(format!(
@@ -63,13 +63,28 @@ impl ClusterService {
                 e.message()
             ))
         })?;
-        let answered = reply.into_inner().member.map(|m| m.id).unwrap_or(0);
+        let reply = reply.into_inner();
+        let answered = reply.member.map(|m| m.id).unwrap_or(0);
         if answered != id {
             return Err(Status::failed_precondition(format!(
                 "address {addr} is served by master {answered}, not master {id}: check the id and address"
             )));
         }
-        Ok(())
+        Ok(reply.incarnation)
+    }
+
+    /// Refuses a member that comes back on another data dir than the one
+    /// the cluster registered for its id (it lost its data).
+    async fn probe_member(&self, id: NodeId, addr: &str) -> Result<(), Status> {
+        let incarnation = self.probe(id, addr).await?;
+        match self.ctx.node.identity.registered(id) {
+            Some(registered) if !incarnation.is_empty() && registered != incarnation => {
+                Err(Status::failed_precondition(format!(
+                    "master {id} at {addr} runs on another data dir than the one the cluster knows (incarnation {incarnation}, registered {registered}): a master that lost its data may not vote; remove it first (corral cluster remove-master {id}), then join it again"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn add_here(&self, id: NodeId, addr: String) -> Result<pb::MembershipResponse, Status> {
@@ -78,6 +93,7 @@ impl ClusterService {
         for (other, node) in membership.nodes() {
             if *other == id && node.addr == addr {
                 if membership.voter_ids().any(|v| v == id) {
+                    self.probe_member(id, &addr).await?;
                     return Ok(membership_response(
                         &self.ctx,
                         format!("master {id} at {addr} is already a voter"),
@@ -134,6 +150,12 @@ impl ClusterService {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         self.ctx.node.raft.change_membership(change, false).await.map_err(membership_error)?;
+        // Its data dir is forgotten with it, so that it may join again on a
+        // new one (the identity upkeep would too, unless it is back first).
+        let forget = Op::Delete { key: raft_store::identity::member_key(id), expect: Expect::Any };
+        if let Err(e) = self.ctx.node.propose(Txn { ops: vec![forget] }).await {
+            tracing::warn!(master = id, error = %e, "cannot forget the removed master's data dir; its upkeep will");
+        }
         Ok(membership_response(
             &self.ctx,
             format!("master {id} removed; stop its process (it no longer serves)"),
@@ -186,7 +208,11 @@ pub fn local_member(ctx: &MasterCtx) -> pb::MemberStatusResponse {
         applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
         error: String::new(),
     };
-    pb::MemberStatusResponse { member: Some(member), leader_id: metrics.current_leader.unwrap_or(0) }
+    pb::MemberStatusResponse {
+        member: Some(member),
+        leader_id: metrics.current_leader.unwrap_or(0),
+        ..Default::default()
+    }
 }
 
 impl ClusterService {
@@ -233,7 +259,7 @@ impl Cluster for ClusterService {
                 if id == self.ctx.id {
                     return me.member.expect("local member is always set");
                 }
-                let mut req = Request::new(pb::MemberStatusRequest {});
+                let mut req = Request::new(pb::MemberStatusRequest { about_member: 0 });
                 req.set_timeout(MEMBER_TIMEOUT);
                 let reply = match self.client(&addr) {
                     Ok(mut c) => c.member_status(req).await,
@@ -267,9 +293,22 @@ impl Cluster for ClusterService {
 
     async fn member_status(
         &self,
-        _req: Request<pb::MemberStatusRequest>,
+        req: Request<pb::MemberStatusRequest>,
     ) -> Result<Response<pb::MemberStatusResponse>, Status> {
-        Ok(Response::new(local_member(&self.ctx)))
+        let about = req.get_ref().about_member;
+        let mut reply = local_member(&self.ctx);
+        let identity = &self.ctx.node.identity;
+        let me = identity.me();
+        reply.cluster_id = me.cluster.unwrap_or_default();
+        reply.incarnation = me.incarnation;
+        if about != 0 {
+            reply.registered_incarnation = identity.registered(about).unwrap_or_default();
+        }
+        let metrics = self.ctx.node.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        reply.members = membership.nodes().map(|(id, _)| *id).collect();
+        reply.initialized = !reply.members.is_empty();
+        Ok(Response::new(reply))
     }
 
     async fn add_master(

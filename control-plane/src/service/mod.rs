@@ -14,6 +14,7 @@ use raft_store::transport::Dialer;
 use raft_store::{NodeId, RaftNode};
 use tonic::transport::Channel;
 
+use crate::api::pod_security::PodSecurity;
 use crate::clock::Clock;
 use tonic::{Request, Status};
 
@@ -29,6 +30,8 @@ pub struct MasterCtx {
     pub node: RaftNode,
     pub dialer: Arc<dyn Dialer>,
     pub clock: Arc<dyn Clock>,
+    /// What pods may ask of their hosts (checked when objects are written).
+    pub pod_security: Arc<PodSecurity>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
@@ -40,7 +43,13 @@ impl MasterCtx {
         dialer: Arc<dyn Dialer>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        MasterCtx { id, addr, node, dialer, clock, channels: Arc::default() }
+        MasterCtx { id, addr, node, dialer, clock, pod_security: Arc::default(), channels: Arc::default() }
+    }
+
+    /// The context with `security` as its pod security settings.
+    pub fn with_pod_security(mut self, security: PodSecurity) -> Self {
+        self.pod_security = Arc::new(security);
+        self
     }
 
     /// A (cached, lazily connected) channel to another master.

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::{is_forwarded, MasterCtx, ReadAt};
 use crate::api::labels::Selector;
+use crate::api::pod_security::PodSecurity;
 use crate::api::{Kind, Object};
 use crate::cluster_ip;
 use crate::error::conflict_status;
@@ -52,9 +53,10 @@ fn parse_kind(kind: &str) -> Result<Kind, Status> {
     Kind::parse(kind).map_err(Status::invalid_argument)
 }
 
-fn parse_object(bytes: &[u8]) -> Result<Object, Status> {
+/// Reads and validates an incoming object, under this master's pod security settings.
+fn parse_object(bytes: &[u8], security: &PodSecurity) -> Result<Object, Status> {
     let obj = Object::from_json(bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let problems = obj.validate();
+    let problems = obj.validate_with(security);
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         return Err(Status::invalid_argument(format!(
@@ -227,7 +229,7 @@ impl ObjectsService {
 #[tonic::async_trait]
 impl Objects for ObjectsService {
     async fn apply(&self, req: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
-        let incoming = parse_object(&req.get_ref().object)?;
+        let incoming = parse_object(&req.get_ref().object, &self.ctx.pod_security)?;
         match self.route(&req).await? {
             Route::Leader(mut c) => c.apply(self.ctx.forward_request(req.into_inner())).await,
             Route::Here => {

@@ -742,19 +742,22 @@ pub fn container_config(
         };
         env.push((e.name.clone(), value));
     }
-    let mounts = spec
-        .volume_mounts
-        .iter()
-        .filter_map(|m| {
-            let volume = pod.spec.volumes.iter().find(|v| v.name == m.name)?;
-            let source = match (&volume.empty_dir, &volume.host_path) {
-                (Some(_), _) => MountSource::EmptyDir(volume.name.clone()),
-                (None, Some(h)) => MountSource::HostPath(PathBuf::from(&h.path)),
-                (None, None) => return None,
-            };
-            Some(Mount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) })
-        })
-        .collect();
+    if let Some(refusal) = pod_sync::host_path_refusal(pod, spec) {
+        return Some(Err(refusal));
+    }
+    let mut mounts = Vec::new();
+    for m in &spec.volume_mounts {
+        let Some(volume) = pod.spec.volumes.iter().find(|v| v.name == m.name) else { continue };
+        let source = match (&volume.empty_dir, &volume.host_path) {
+            (Some(_), _) => MountSource::EmptyDir(volume.name.clone()),
+            (None, Some(h)) => match resolved_host_path(&h.path) {
+                Ok(path) => MountSource::HostPath(path),
+                Err(why) => return Some(Err(format!("hostPath volume {:?}: {why}", m.name))),
+            },
+            (None, None) => continue,
+        };
+        mounts.push(Mount { source, target: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) });
+    }
     let limit = |k: &str| spec.resources.limits.get(k);
     Some(Ok(ContainerConfig {
         pod: pod_ref(pod),
@@ -771,6 +774,19 @@ pub fn container_config(
         spec_hash: String::new(),
         extra_labels: cfg.extra_labels.clone(),
     }))
+}
+
+/// The host path to bind for `path`, refused when it is protected once its
+/// symlinks are followed (an allowed directory may hold a link to `/`). A
+/// missing path is mounted as written: Docker refuses a missing bind source.
+fn resolved_host_path(path: &str) -> Result<PathBuf, String> {
+    let normalized = control_plane::api::pod_security::check_host_path(path)?;
+    let Ok(real) = std::fs::canonicalize(&normalized) else { return Ok(PathBuf::from(normalized)) };
+    let real_text = real.to_string_lossy();
+    match control_plane::api::pod_security::check_host_path(&real_text) {
+        Ok(_) => Ok(real),
+        Err(why) => Err(format!("{path:?} leads to {real_text:?} through a symlink, and {why}")),
+    }
 }
 
 /// Kubernetes' service variables for the services of `namespace` that have
@@ -1041,5 +1057,32 @@ async fn heartbeats(
             Ok(node) => known = node,
             Err(e) => tracing::warn!(node = %cfg.name, error = %e, "heartbeat failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolved_host_path;
+
+    #[test]
+    fn a_host_path_is_refused_when_a_symlink_leads_somewhere_protected() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("data");
+        std::fs::create_dir(&plain).unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("root")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("etc")).unwrap();
+        let text = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        assert_eq!(resolved_host_path(&text(&plain)), Ok(std::fs::canonicalize(&plain).unwrap()));
+        for link in ["root", "etc"] {
+            let err = resolved_host_path(&text(&dir.path().join(link))).unwrap_err();
+            assert!(err.contains("through a symlink"), "{err}");
+            assert!(err.contains("(PodSecurity baseline)"), "{err}");
+        }
+        assert!(resolved_host_path("/").unwrap_err().contains("never mounted"));
+        assert_eq!(
+            resolved_host_path("/no/such/dir/../x"),
+            Ok(std::path::PathBuf::from("/no/such/x")),
+            "a missing path is mounted as written (Docker refuses it)"
+        );
     }
 }

@@ -115,6 +115,36 @@ fn a_missing_image_is_a_waiting_reason_never_a_hang() {
 }
 
 #[test]
+fn a_protected_host_path_is_never_started_even_if_a_master_stored_it() {
+    // Written as a master would have refused it: through the API types, not a manifest.
+    let mut p = pod("  volumes:\n  - {name: host, hostPath: {path: /srv}}\n");
+    p.spec.containers[0].volume_mounts.push(control_plane::api::pod::VolumeMount {
+        name: "host".into(),
+        mount_path: "/host".into(),
+        read_only: Some(true),
+    });
+    for path in ["/", "/var/run/docker.sock", "/etc", "/srv/../proc", "//sys", "/dev/"] {
+        p.spec.volumes[0].host_path.as_mut().unwrap().path = path.into();
+        let got = run(&p, &[sandbox()], 0);
+        assert_eq!(
+            got.actions,
+            vec![Action::StartContainer { name: "side".into(), attempt: 0 }],
+            "only the container without the mount starts ({path})"
+        );
+        let state = state_of(&got, "app").state.as_ref().unwrap().waiting.clone().unwrap();
+        assert_eq!(state.reason.as_deref(), Some("CreateContainerConfigError"), "{path}");
+        let message = state.message.unwrap();
+        assert!(
+            message.starts_with(&format!("hostPath volume \"host\": {path:?} is not allowed: ")),
+            "{message}"
+        );
+        assert!(message.ends_with("(PodSecurity baseline); refused by node \"n1\""), "{message}");
+    }
+    p.spec.volumes[0].host_path.as_mut().unwrap().path = "/srv/www".into();
+    assert_eq!(run(&p, &[sandbox()], 0).actions.len(), 2, "an ordinary host path starts");
+}
+
+#[test]
 fn restart_policy_decides_whether_an_exited_container_starts_again() {
     // (policy, exit code, restarted?, phase when the other container exited 0 too)
     let cases = [

@@ -43,7 +43,10 @@ pub use self::exec::MAX_OUTPUT as MAX_EXEC_OUTPUT;
 pub use self::images::{
     ensure_busybox_images, ensure_busybox_images_from, BUSYBOX_IMAGE, BUSYBOX_PATH, PAUSE_IMAGE,
 };
-pub use self::translate::{container_name, sanitize, volume_name, SANDBOX_CONTAINER};
+pub use self::translate::{
+    container_name, sanitize, volume_name, Hardening, DEFAULT_PIDS_LIMIT, NO_NEW_PRIVILEGES,
+    SANDBOX_CONTAINER,
+};
 use self::translate::{
     is_conflict, is_missing_image, is_missing_network, is_not_found, runtime_error, DockerState,
 };
@@ -74,6 +77,8 @@ pub struct DockerRuntime {
     /// Addresses being given to sandboxes now (a bridge shared by several
     /// nodes, where this runtime picks them).
     claimed: Arc<std::sync::Mutex<BTreeSet<std::net::Ipv4Addr>>>,
+    /// What every container gets (no-new-privileges, a pids limit, ...).
+    hardening: Hardening,
     /// The last inspection of each container, with the state the list
     /// showed then: a container is inspected again only when its state
     /// changes (its times, exit code and address change only then), so a
@@ -133,8 +138,16 @@ impl DockerRuntime {
             network: network.to_string(),
             spec: Default::default(),
             claimed: Default::default(),
+            hardening: Hardening::default(),
             inspected: Default::default(),
         })
+    }
+
+    /// The runtime with at most `limit` processes in each container it
+    /// creates (Docker's PidsLimit; [`DEFAULT_PIDS_LIMIT`] otherwise).
+    pub fn with_pids_limit(mut self, limit: i64) -> Self {
+        self.hardening.pids_limit = limit;
+        self
     }
 
     /// The bollard client, for what the [`Runtime`] does not cover (tests,
@@ -178,7 +191,8 @@ impl DockerRuntime {
         let pod_range = self.spec.lock().expect("network spec").as_ref().and_then(|s| s.pod_range);
         let id = match pod_range {
             None => {
-                let body = translate::sandbox_body(&config, PAUSE_IMAGE, &self.network, None);
+                let body =
+                    translate::sandbox_body(&config, PAUSE_IMAGE, &self.network, None, &self.hardening);
                 self.create_and_start(&name, body, &who).await?
             }
             Some(range) => self.create_addressed_sandbox(&config, &name, &who, range).await?,
@@ -216,7 +230,7 @@ impl DockerRuntime {
                 claimed.insert(ip);
                 ip
             };
-            let body = translate::sandbox_body(config, PAUSE_IMAGE, &self.network, Some(ip));
+            let body = translate::sandbox_body(config, PAUSE_IMAGE, &self.network, Some(ip), &self.hardening);
             let result = self.create_and_start(name, body, who).await;
             self.claimed.lock().expect("claimed addresses").remove(&ip);
             match result {
@@ -244,7 +258,7 @@ impl DockerRuntime {
             }
         }
         let name = container_name(&config.node, &config.pod, &config.name, config.attempt);
-        let body = translate::app_body(&sandbox_id, &config);
+        let body = translate::app_body(&sandbox_id, &config, &self.hardening);
         let who = Identity {
             pod_uid: &config.pod.uid,
             container: Some(&config.name),

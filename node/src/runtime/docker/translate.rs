@@ -107,6 +107,45 @@ pub fn port_key(port: &PortMapping) -> String {
     format!("{}/{proto}", port.container_port)
 }
 
+/// The processes a container may hold unless the node says otherwise
+/// (`corral node --pod-pids-limit`): a fork bomb stops there.
+pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
+
+/// What every container Corral creates gets, sandbox or app, after
+/// Kubernetes' PodSecurity "baseline": no privilege escalation
+/// (`no-new-privileges`, so setuid binaries gain nothing), Docker's default
+/// capability set (none added), a pids limit, never privileged, and none of
+/// the host's namespaces (network, PID, IPC, UTS, user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hardening {
+    /// Docker's PidsLimit, per container.
+    pub pids_limit: i64,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening { pids_limit: DEFAULT_PIDS_LIMIT }
+    }
+}
+
+/// The option that keeps a container's processes from gaining privileges.
+pub const NO_NEW_PRIVILEGES: &str = "no-new-privileges:true";
+
+/// `host` with [`Hardening`] applied over whatever it said.
+fn harden(host: HostConfig, hardening: &Hardening) -> HostConfig {
+    HostConfig {
+        security_opt: Some(vec![NO_NEW_PRIVILEGES.to_string()]),
+        pids_limit: Some(hardening.pids_limit),
+        privileged: Some(false),
+        cap_add: None,
+        pid_mode: None,
+        ipc_mode: None,
+        uts_mode: None,
+        userns_mode: None,
+        ..host
+    }
+}
+
 /// The sandbox container: the pause command on the Corral network, with the
 /// pod's hostname, published ports and DNS settings.
 /// `ip`: the pod's address when the runtime chooses it (a bridge shared by
@@ -116,6 +155,7 @@ pub fn sandbox_body(
     image: &str,
     network: &str,
     ip: Option<std::net::Ipv4Addr>,
+    hardening: &Hardening,
 ) -> ContainerCreateBody {
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &config.ports {
@@ -136,16 +176,19 @@ pub fn sandbox_body(
         cmd: Some(sandbox_command()),
         labels: Some(sandbox_labels(config)),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        host_config: Some(HostConfig {
-            network_mode: Some(network.to_string()),
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            dns: (!config.dns_servers.is_empty())
-                .then(|| config.dns_servers.iter().map(IpAddr::to_string).collect()),
-            dns_search: (!config.dns_search.is_empty()).then(|| config.dns_search.clone()),
-            dns_options: (!config.dns_options.is_empty()).then(|| config.dns_options.clone()),
-            restart_policy: Some(no_restart()),
-            ..Default::default()
-        }),
+        host_config: Some(harden(
+            HostConfig {
+                network_mode: Some(network.to_string()),
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                dns: (!config.dns_servers.is_empty())
+                    .then(|| config.dns_servers.iter().map(IpAddr::to_string).collect()),
+                dns_search: (!config.dns_search.is_empty()).then(|| config.dns_search.clone()),
+                dns_options: (!config.dns_options.is_empty()).then(|| config.dns_options.clone()),
+                restart_policy: Some(no_restart()),
+                ..Default::default()
+            },
+            hardening,
+        )),
         networking_config: ip.map(|ip| bollard::models::NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 network.to_string(),
@@ -164,7 +207,7 @@ pub fn sandbox_body(
 
 /// An app container in the sandbox's network namespace. Hostname, ports and
 /// DNS belong to the sandbox: Docker refuses them with `container:` mode.
-pub fn app_body(sandbox_id: &str, config: &ContainerConfig) -> ContainerCreateBody {
+pub fn app_body(sandbox_id: &str, config: &ContainerConfig, hardening: &Hardening) -> ContainerCreateBody {
     let mounts: Vec<DockerMount> = config
         .mounts
         .iter()
@@ -188,16 +231,19 @@ pub fn app_body(sandbox_id: &str, config: &ContainerConfig) -> ContainerCreateBo
         cmd: (!config.args.is_empty()).then(|| config.args.clone()),
         env: (!config.env.is_empty()).then(|| config.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(app_labels(config)),
-        host_config: Some(HostConfig {
-            network_mode: Some(format!("container:{sandbox_id}")),
-            mounts: (!mounts.is_empty()).then_some(mounts),
-            nano_cpus: config
-                .cpu_limit_millis
-                .map(|m| m.saturating_mul(1_000_000).min(i64::MAX as u64) as i64),
-            memory: config.memory_limit_bytes.map(|b| b.min(i64::MAX as u64) as i64),
-            restart_policy: Some(no_restart()),
-            ..Default::default()
-        }),
+        host_config: Some(harden(
+            HostConfig {
+                network_mode: Some(format!("container:{sandbox_id}")),
+                mounts: (!mounts.is_empty()).then_some(mounts),
+                nano_cpus: config
+                    .cpu_limit_millis
+                    .map(|m| m.saturating_mul(1_000_000).min(i64::MAX as u64) as i64),
+                memory: config.memory_limit_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+                restart_policy: Some(no_restart()),
+                ..Default::default()
+            },
+            hardening,
+        )),
         ..Default::default()
     }
 }
@@ -518,10 +564,16 @@ mod tests {
         ];
         config.dns_servers = vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))];
         config.dns_search = vec!["default.svc.cluster.local".into()];
-        let body = sandbox_body(&config, "corral/pause:1", "corral", None);
+        let body = sandbox_body(&config, "corral/pause:1", "corral", None, &Hardening::default());
         assert!(body.networking_config.is_none(), "the engine picks the address");
-        let pinned = sandbox_body(&config, "corral/pause:1", "corral", Some("10.244.3.7".parse().unwrap()));
-        let endpoints = pinned.networking_config.and_then(|n| n.endpoints_config).unwrap();
+        let pinned = sandbox_body(
+            &config,
+            "corral/pause:1",
+            "corral",
+            Some("10.244.3.7".parse().unwrap()),
+            &Hardening::default(),
+        );
+        let endpoints = pinned.networking_config.clone().and_then(|n| n.endpoints_config).unwrap();
         let ipam = endpoints["corral"].ipam_config.clone().unwrap();
         assert_eq!(ipam.ipv4_address.as_deref(), Some("10.244.3.7"));
         assert_eq!(body.exposed_ports, Some(vec!["53/udp".to_string(), "80/tcp".to_string()]));
@@ -553,7 +605,7 @@ mod tests {
                 read_only: false,
             },
         ];
-        let body = app_body("sb1", &config);
+        let body = app_body("sb1", &config, &Hardening::default());
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd.as_ref().map(Vec::len), Some(3));
         assert_eq!(body.env, Some(vec!["A=1".to_string()]));
@@ -571,8 +623,36 @@ mod tests {
         assert_eq!(mounts[1].source.as_deref(), Some("/etc/hosts"));
 
         // Empty command and args keep the image's entrypoint and cmd.
-        let plain = app_body("sb1", &app("web"));
+        let plain = app_body("sb1", &app("web"), &Hardening::default());
         assert_eq!((plain.entrypoint, plain.cmd, plain.env), (None, None, None));
+    }
+
+    #[test]
+    fn every_container_is_hardened_sandbox_and_app_alike() {
+        let strict = Hardening { pids_limit: 64 };
+        let mut config = app("web");
+        config.mounts = vec![Mount {
+            source: MountSource::HostPath(PathBuf::from("/srv/www")),
+            target: "/www".into(),
+            read_only: true,
+        }];
+        for (what, body) in [
+            ("sandbox", sandbox_body(&sandbox(), "corral/pause:1", "corral", None, &strict)),
+            ("app", app_body("sb1", &config, &strict)),
+            ("default", app_body("sb1", &app("web"), &Hardening::default())),
+        ] {
+            let host = body.host_config.unwrap();
+            assert_eq!(host.security_opt, Some(vec!["no-new-privileges:true".to_string()]), "{what}");
+            let want = if what == "default" { DEFAULT_PIDS_LIMIT } else { 64 };
+            assert_eq!(host.pids_limit, Some(want), "{what}");
+            assert_eq!(host.privileged, Some(false), "{what}");
+            assert_eq!(host.cap_add, None, "{what}: Docker's default capability set, nothing added");
+            let (pid, ipc, uts, userns) = (host.pid_mode, host.ipc_mode, host.uts_mode, host.userns_mode);
+            assert_eq!((pid, ipc, uts, userns), (None, None, None, None), "{what}: no host namespace");
+            let network = host.network_mode.unwrap();
+            assert!(network == "corral" || network == "container:sb1", "{what}: {network}");
+        }
+        assert_eq!(DEFAULT_PIDS_LIMIT, 4096);
     }
 
     #[test]
