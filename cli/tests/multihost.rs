@@ -223,3 +223,52 @@ async fn a_deleted_node_leaves_no_route_and_frees_its_pod_cidr() {
     }
     hc.nodes.truncate(2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corral_up_hosts_serves_the_demo_and_down_leaves_nothing_behind() {
+    let dir = tempfile::Builder::new().prefix("corral-up-hosts-").tempdir_in("/tmp").expect("temp dir");
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8 path");
+    let up = std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["up", "--hosts", "--masters", "1", "--nodes", "2", "--state-dir", state_arg])
+        .output()
+        .expect("corral up runs");
+    let file = cli::local::ClusterFile::load(&state);
+    let down = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["down", "--state-dir", state_arg])
+            .output()
+            .expect("corral down runs")
+    };
+    let bed = file.as_ref().ok().and_then(|f| f.bed.clone());
+    let result = std::panic::AssertUnwindSafe(async {
+        assert!(up.status.success(), "corral up --hosts: {}", String::from_utf8_lossy(&up.stderr));
+        let file = file.as_ref().expect("cluster.json");
+        assert!(
+            file.masters.iter().chain(&file.nodes).all(|p| p.netns.is_some()),
+            "every process on a host of its own"
+        );
+        assert!(file.nodes.iter().all(|n| n.engine.is_some()), "every node on its own engine");
+        let mut seen = BTreeSet::new();
+        for n in &file.nodes {
+            for _ in 0..6 {
+                let addr: SocketAddr = format!("{}:8080", n.address).parse().expect("address");
+                seen.extend(common::http_get(addr, "/").await.ok().and_then(|b| answered_by(&b)));
+            }
+        }
+        assert_eq!(seen.len(), 3, "the demo's 3 replicas answer through the nodes: {seen:?}");
+    });
+    let outcome = futures::FutureExt::catch_unwind(result).await;
+    let down = down();
+    assert!(down.status.success(), "corral down: {}", String::from_utf8_lossy(&down.stderr));
+    if let Some(bed) = bed {
+        let left: Vec<String> = cli::hosts::netns_list()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{}-", bed.prefix())))
+            .collect();
+        assert!(left.is_empty(), "corral down left namespaces {left:?}");
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
