@@ -249,12 +249,16 @@ async fn corral_up_hosts_serves_the_demo_and_down_leaves_nothing_behind() {
             "every process on a host of its own"
         );
         assert!(file.nodes.iter().all(|n| n.engine.is_some()), "every node on its own engine");
+        // `up` returns once 3 pods are Ready; the nodes' proxies hear of the
+        // last endpoint a moment later: ask (bounded) until all 3 answered.
         let mut seen = BTreeSet::new();
-        for n in &file.nodes {
-            for _ in 0..6 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.len() < 3 && Instant::now() < deadline {
+            for n in &file.nodes {
                 let addr: SocketAddr = format!("{}:8080", n.address).parse().expect("address");
                 seen.extend(common::http_get(addr, "/").await.ok().and_then(|b| answered_by(&b)));
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(seen.len(), 3, "the demo's 3 replicas answer through the nodes: {seen:?}");
     });

@@ -1062,7 +1062,39 @@ async fn heartbeats(
 
 #[cfg(test)]
 mod tests {
-    use super::resolved_host_path;
+    use super::{network_condition, resolved_host_path, NetworkState};
+    use control_plane::api::node::{NodeStatus, NETWORK_UNAVAILABLE};
+    use control_plane::api::pod::Condition;
+    use control_plane::api::Node;
+
+    #[test]
+    fn the_network_condition_says_how_the_pod_network_stands_and_keeps_the_leaders_word_while_waiting() {
+        let up = network_condition(&NetworkState::Up("pod network up".into()), None);
+        assert_eq!(
+            (up.type_.as_str(), up.status.as_str(), up.reason.as_deref()),
+            (NETWORK_UNAVAILABLE, "False", Some("CorralNetworkUp"))
+        );
+        let failed = network_condition(&NetworkState::Failed("node address taken".into()), None);
+        assert_eq!((failed.status.as_str(), failed.reason.as_deref()), ("True", Some("NetworkSetupFailed")));
+        assert_eq!(failed.message.as_deref(), Some("node address taken"));
+        let waiting = network_condition(&NetworkState::WaitingForPodCidr, None);
+        assert_eq!((waiting.status.as_str(), waiting.reason.as_deref()), ("True", Some("NoPodCIDR")));
+        // The leader said the cluster CIDR is exhausted: the agent keeps saying so.
+        let exhausted = Condition {
+            type_: NETWORK_UNAVAILABLE.into(),
+            status: "True".into(),
+            reason: Some("CIDRNotAvailable".into()),
+            message: Some("no pod CIDR is free".into()),
+            ..Default::default()
+        };
+        let seen = Node {
+            status: Some(NodeStatus { conditions: vec![exhausted.clone()], ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(network_condition(&NetworkState::WaitingForPodCidr, Some(&seen)), exhausted);
+        // ... but not once its own network is up.
+        assert_eq!(network_condition(&NetworkState::Up("up".into()), Some(&seen)).status, "False");
+    }
 
     #[test]
     fn a_host_path_is_refused_when_a_symlink_leads_somewhere_protected() {
