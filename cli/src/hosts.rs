@@ -184,30 +184,16 @@ impl Bed {
         ip(&["-n", &self.switch(), "link", "set", &port, if connected { "up" } else { "down" }])
     }
 
-    /// Drops every packet between `host` and `peers` inside `host`'s
-    /// namespace: both ways, or (`one_way`) only what `host` receives from
-    /// them. [`Bed::heal`] takes it back.
-    pub fn isolate_from(&self, host: &Host, peers: &[Ipv4Addr], one_way: bool) -> io::Result<()> {
+    /// Drops every packet between `host` and `peers`, both ways, inside
+    /// `host`'s namespace. [`Bed::heal`] takes it back.
+    pub fn isolate_from(&self, host: &Host, peers: &[Ipv4Addr]) -> io::Result<()> {
         self.fault_chain(host)?;
         for p in peers {
             let p = p.to_string();
             iptables(host, &["-A", FAULT_CHAIN, "-s", &p, "-j", "DROP"])?;
-            if !one_way {
-                iptables(host, &["-A", FAULT_CHAIN, "-d", &p, "-j", "DROP"])?;
-            }
+            iptables(host, &["-A", FAULT_CHAIN, "-d", &p, "-j", "DROP"])?;
         }
         Ok(())
-    }
-
-    /// Drops `percent`% of `host`'s packets on the link, both ways, at
-    /// random (this kernel has no netem: iptables' statistic match instead).
-    pub fn lose(&self, host: &Host, percent: u8) -> io::Result<()> {
-        self.fault_chain(host)?;
-        let p = format!("{:.2}", f64::from(percent.min(100)) / 100.0);
-        iptables(
-            host,
-            &["-A", FAULT_CHAIN, "-m", "statistic", "--mode", "random", "--probability", &p, "-j", "DROP"],
-        )
     }
 
     /// Removes every fault on `host`.

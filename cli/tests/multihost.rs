@@ -18,53 +18,19 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::hosts::HostCluster;
+use common::hosts::{answered_by, web_app, web_pods, HostCluster};
 use common::nodes::apply;
 use control_plane::api::{Object, Pod};
-
-const APP: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      affinity:
-        podAntiAffinity:
-          requiredDuringSchedulingIgnoredDuringExecution:
-          - labelSelector: {matchLabels: {app: web}}
-            topologyKey: kubernetes.io/hostname
-      containers:
-      - name: web
-        image: corral/busybox:1
-        command: [sh, -c, 'mkdir -p /www && echo "hello from $HOSTNAME" > /www/index.html && exec httpd -f -p 8080 -h /www']
-        ports: [{containerPort: 8080, name: http}]
-        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 8080, targetPort: http}]
-"#;
 
 async fn ready_pods(hc: &HostCluster, want: usize) -> Vec<Pod> {
     let client = hc.client();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let pods: Vec<Pod> = match client.list_objects("pods", "default", "app=web").await {
-            Ok((objs, _)) => objs
-                .into_iter()
-                .filter_map(|o| if let Object::Pod(p) = o { Some(p) } else { None })
-                .filter(|p| p.is_ready() && p.metadata.deletion_timestamp.is_none())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let pods: Vec<Pod> = web_pods(&client)
+            .await
+            .into_iter()
+            .filter(|p| p.is_ready() && p.metadata.deletion_timestamp.is_none())
+            .collect();
         if pods.len() == want {
             return pods;
         }
@@ -90,15 +56,10 @@ fn get_from_pod(hc: &HostCluster, from: &str, target: &str) -> (bool, String) {
     (ok, format!("{out}{err}"))
 }
 
-/// Who answered: the pod name in "hello from NAME".
-fn answered_by(body: &str) -> Option<String> {
-    body.lines().find_map(|l| l.strip_prefix("hello from ").map(|n| n.trim().to_string()))
-}
-
 async fn pod_network_across_hosts(backend: &str, first_bed: u8) {
     let hc = HostCluster::start(first_bed, 1, 3, backend, &[]).await;
     let client = hc.client();
-    apply(&client, APP).await;
+    apply(&client, &web_app(3, true)).await;
     let pods = ready_pods(&hc, 3).await;
 
     // One replica per host, each addressed from its node's pod CIDR.
@@ -187,7 +148,7 @@ async fn vxlan_pods_on_three_hosts_reach_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_node_leaves_no_route_and_frees_its_pod_cidr() {
-    let hc = HostCluster::start(141, 1, 3, "host-gw", &[]).await;
+    let mut hc = HostCluster::start(141, 1, 3, "host-gw", &[]).await;
     let client = hc.client();
     let n3 = hc.node("n3").await.expect("n3");
     let cidr = n3.spec.pod_cidr.clone().expect("n3 has a pod CIDR");
@@ -196,7 +157,6 @@ async fn a_deleted_node_leaves_no_route_and_frees_its_pod_cidr() {
         assert!(routes.contains(&cidr), "host {} has no route to n3's {cidr}: {routes}", hc.workers[i].name);
     }
     // The machine dies (its agent stops) and the operator deletes its Node.
-    let mut hc = hc;
     let pid = hc.nodes[2].pid;
     cli::local::stop_pid(pid, Duration::from_secs(10)).expect("agent stops");
     let (ok, out, err) = hc.corral(&["delete", "node", "n3"]);

@@ -18,47 +18,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::hosts::HostCluster;
+use common::hosts::{web_app, web_pods, HostCluster};
 use common::nodes::apply;
 use common::{as_map, Writers};
-use control_plane::api::{Object, Pod};
+use control_plane::api::Pod;
 use control_plane::CorralClient;
 use raft_store::transport::TcpDialer;
-
-const APP: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 6
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: corral/busybox:1
-        command: [sh, -c, 'mkdir -p /www && echo "hello from $HOSTNAME" > /www/index.html && exec httpd -f -p 8080 -h /www']
-        ports: [{containerPort: 8080, name: http}]
-        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 8080, targetPort: http}]
-"#;
-
-async fn pods(client: &CorralClient) -> Vec<Pod> {
-    match client.list_objects("pods", "default", "app=web").await {
-        Ok((objs, _)) => {
-            objs.into_iter().filter_map(|o| if let Object::Pod(p) = o { Some(p) } else { None }).collect()
-        }
-        Err(_) => Vec::new(),
-    }
-}
 
 fn on(p: &Pod, node: &str) -> bool {
     p.spec.node_name.as_deref() == Some(node)
@@ -87,13 +52,13 @@ async fn a_worker_host_cut_off_has_its_pods_replaced_and_the_service_keeps_answe
     let flags = ["--node-grace-seconds", "4", "--node-eviction-seconds", "6"];
     let hc = HostCluster::start(161, 1, 3, "host-gw", &flags).await;
     let client = hc.client();
-    apply(&client, APP).await;
+    apply(&client, &web_app(6, false)).await;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while pods(&client).await.iter().filter(|p| p.is_ready()).count() < 6 {
+    while web_pods(&client).await.iter().filter(|p| p.is_ready()).count() < 6 {
         assert!(Instant::now() < deadline, "6 replicas not ready\n{}", hc.log_tails());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let before = pods(&client).await;
+    let before = web_pods(&client).await;
     let lost: Vec<String> = before.iter().filter(|p| on(p, "n1")).map(|p| p.metadata.name.clone()).collect();
     assert!(
         !lost.is_empty(),
@@ -130,7 +95,7 @@ async fn a_worker_host_cut_off_has_its_pods_replaced_and_the_service_keeps_answe
     hc.bed.set_connected(&hc.workers[0], false).expect("cut n1 off");
     let deadline = cut_at + Duration::from_secs(grace + eviction + 60);
     let replaced_after = loop {
-        let now = pods(&client).await;
+        let now = web_pods(&client).await;
         let ready_elsewhere = now.iter().filter(|p| p.is_ready() && !on(p, "n1")).count();
         if ready_elsewhere >= 6 {
             break cut_at.elapsed();
@@ -181,7 +146,7 @@ async fn a_worker_host_cut_off_has_its_pods_replaced_and_the_service_keeps_answe
             hc.routes_on(i)
         );
     }
-    assert_eq!(pods(&client).await.len(), 6, "exactly the replica count after healing");
+    assert_eq!(web_pods(&client).await.len(), 6, "exactly the replica count after healing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +168,7 @@ async fn the_leader_masters_host_isolated_from_the_others_loses_leadership_and_c
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cut_at = Instant::now();
     hc.bed
-        .isolate_from(&old_host, &others.iter().map(|h| h.address).collect::<Vec<_>>(), false)
+        .isolate_from(&old_host, &others.iter().map(|h| h.address).collect::<Vec<_>>())
         .expect("isolate the leader's host");
     let majority = CorralClient::new(other_addrs.clone(), Arc::new(TcpDialer::default()))
         .with_timeout(Duration::from_secs(2));

@@ -22,17 +22,59 @@ pub struct HostCluster {
     pub dir: tempfile::TempDir,
 }
 
-/// The nodes' fast timings (as the loopback tests use).
-const NODE_FLAGS: [&str; 8] = [
-    "--heartbeat-ms",
-    "500",
-    "--usage-interval-ms",
-    "1000",
-    "--backoff-ms",
-    "500",
-    "--max-backoff-ms",
-    "4000",
-];
+use super::nodes::NODE_FLAGS;
+
+/// The web app the multi-host tests run: `replicas` busybox web servers that
+/// answer "hello from POD" on 8080 (`one_per_host`: required anti-affinity
+/// on the hostname), behind the Service `web`.
+pub fn web_app(replicas: u32, one_per_host: bool) -> String {
+    let affinity = if one_per_host {
+        "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - labelSelector: {matchLabels: {app: web}}\n            topologyKey: kubernetes.io/hostname\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+{affinity}      containers:
+      - name: web
+        image: corral/busybox:1
+        command: [sh, -c, 'mkdir -p /www && echo "hello from $HOSTNAME" > /www/index.html && exec httpd -f -p 8080 -h /www']
+        ports: [{{containerPort: 8080, name: http}}]
+        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 8080, targetPort: http}}]
+"#
+    )
+}
+
+/// The web app's pods (none when the masters do not answer).
+pub async fn web_pods(client: &CorralClient) -> Vec<control_plane::api::Pod> {
+    match client.list_objects("pods", "default", "app=web").await {
+        Ok((objs, _)) => {
+            objs.into_iter().filter_map(|o| if let Object::Pod(p) = o { Some(p) } else { None }).collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Who answered: the pod name in "hello from NAME".
+pub fn answered_by(body: &str) -> Option<String> {
+    body.lines().find_map(|l| l.strip_prefix("hello from ").map(|n| n.trim().to_string()))
+}
 
 impl HostCluster {
     /// `masters` masters and `workers` worker nodes, each on a host of its

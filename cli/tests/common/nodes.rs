@@ -13,6 +13,18 @@ use control_plane::CorralClient;
 
 use super::TestCluster;
 
+/// The test agents' fast timings: heartbeats, usage samples, restart back-off.
+pub const NODE_FLAGS: [&str; 8] = [
+    "--heartbeat-ms",
+    "500",
+    "--usage-interval-ms",
+    "1000",
+    "--backoff-ms",
+    "500",
+    "--max-backoff-ms",
+    "4000",
+];
+
 pub struct NodeAgent {
     pub name: String,
     pub address: String,
@@ -85,16 +97,7 @@ impl Nodes {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&agent.log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_corral"))
             .args(["node", "--name", &agent.name, "--address", &agent.address, "--server", &self.servers])
-            .args([
-                "--heartbeat-ms",
-                "500",
-                "--usage-interval-ms",
-                "1000",
-                "--backoff-ms",
-                "500",
-                "--max-backoff-ms",
-                "4000",
-            ])
+            .args(NODE_FLAGS)
             .args(["--container-labels", &format!("io.corral.test={}", self.run_id)])
             .args(&self.extra)
             .env("RUST_LOG", "info,node=debug")

@@ -177,18 +177,33 @@ pub async fn start(
         return None;
     }
     set(&state, NetworkState::WaitingForPodCidr);
+    // The routed backends program the host: one netlink connection for all of it.
+    let mut nl = None;
     loop {
         let view = nodes.borrow_and_update().clone();
         let me = own_node(&view, &node);
         if let Some(cidr) = me.as_ref().and_then(Node::pod_cidr) {
-            match setup(&runtime, &cfg, &node, address, cidr, &view).await {
+            let connected = match (cfg.backend, nl.take()) {
+                (Backend::Bridge, _) => Ok(None),
+                (_, Some(n)) => Ok(Some(n)),
+                (_, None) => netlink::Netlink::connect().map(Some),
+            };
+            let result = match connected {
+                Ok(n) => {
+                    nl = n;
+                    setup(&runtime, &cfg, &node, address, cidr, &view, nl.as_ref()).await
+                }
+                Err(m) => Err(m),
+            };
+            match result {
                 Ok(net) => {
-                    let ctx = Routing { cfg, node, address, cidr, state: state.clone() };
-                    if cfg.backend == Backend::Bridge {
-                        set(&state, NetworkState::Up(ctx.up_message()));
-                    } else {
-                        ctx.reconcile(&view).await;
-                        tokio::spawn(ctx.run(nodes, cancel));
+                    match nl {
+                        None => set(&state, NetworkState::Up(up_message(&cfg, cidr, address))),
+                        Some(nl) => {
+                            let ctx = Routing { cfg, node, address, cidr, state: state.clone(), nl };
+                            ctx.reconcile(&view).await;
+                            tokio::spawn(ctx.run(nodes, cancel));
+                        }
                     }
                     return Some(net);
                 }
@@ -214,6 +229,7 @@ async fn setup(
     address: IpAddr,
     cidr: Ipv4Net,
     view: &Reflected,
+    nl: Option<&netlink::Netlink>,
 ) -> Result<PodNetwork, String> {
     if !cfg.cluster_cidr.contains(&cidr) {
         return Err(format!(
@@ -231,17 +247,22 @@ async fn setup(
             names.iter().filter(|n| *n != node).cloned().collect::<Vec<_>>().join(", ")
         ));
     }
+    if let Some(names) = plan::clashes(&refs).remove(&cidr) {
+        return Err(format!(
+            "pod CIDR {cidr} is also held by node(s) {} (set by hand: the leader never gives one twice): delete one of the Nodes",
+            names.iter().filter(|n| *n != node).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
     let reserved = Ipv4Net::new(cfg.cluster_cidr.network(), cidr.prefix_len()).map_err(|e| e.to_string())?;
-    let underlay = match (cfg.backend, address) {
-        (Backend::Bridge, _) => None,
-        (_, IpAddr::V4(v4)) => {
-            let nl = netlink::Netlink::connect()?;
+    let underlay = match (nl, address) {
+        (None, _) => None,
+        (Some(nl), IpAddr::V4(v4)) => {
             let found = nl.link_of_address(v4).await?;
             Some(found.ok_or_else(|| {
                 format!("node address {v4} is on no interface of this host: give --address one of this host's addresses")
             })?)
         }
-        (_, IpAddr::V6(v6)) => {
+        (Some(_), IpAddr::V6(v6)) => {
             return Err(format!("node address {v6}: the {} backend needs an IPv4 node address", cfg.backend))
         }
     };
@@ -251,10 +272,10 @@ async fn setup(
         .await
         .map_err(|e| format!("cannot make the pod bridge for {cidr}: {e}"))?
         .ok_or_else(|| "the runtime made no pod bridge".to_string())?;
-    if cfg.backend != Backend::Bridge {
+    let Some(nl) = nl else { return Ok(net) };
+    {
         // The cluster CIDR must be Corral's alone on this host: a route of
         // somebody else's into it would take pod traffic elsewhere.
-        let nl = netlink::Netlink::connect()?;
         let ours = [net.interface.as_str(), plan::VXLAN_DEVICE];
         let foreign: Vec<String> = nl
             .foreign_routes_into(cfg.cluster_cidr)
@@ -271,11 +292,8 @@ async fn setup(
             ));
         }
     }
-    if cfg.backend != Backend::Bridge {
-        masquerade::ensure(cfg.cluster_cidr).await?;
-    }
+    masquerade::ensure(cfg.cluster_cidr).await?;
     if let (Backend::Vxlan, Some((index, mtu)), IpAddr::V4(local)) = (cfg.backend, underlay, address) {
-        let nl = netlink::Netlink::connect()?;
         nl.ensure_vxlan(
             plan::VXLAN_DEVICE,
             plan::VXLAN_VNI,
@@ -298,16 +316,15 @@ struct Routing {
     address: IpAddr,
     cidr: Ipv4Net,
     state: SharedState,
+    /// One netlink connection for the agent's life.
+    nl: netlink::Netlink,
+}
+
+fn up_message(cfg: &NetworkConfig, cidr: Ipv4Net, address: IpAddr) -> String {
+    format!("pod network up: backend {}, pod CIDR {cidr}, node address {address}", cfg.backend)
 }
 
 impl Routing {
-    fn up_message(&self) -> String {
-        format!(
-            "pod network up: backend {}, pod CIDR {}, node address {}",
-            self.cfg.backend, self.cidr, self.address
-        )
-    }
-
     async fn run(self, mut nodes: watch::Receiver<Reflected>, cancel: CancellationToken) {
         loop {
             tokio::select! {
@@ -326,7 +343,10 @@ impl Routing {
         match self.apply(view).await {
             Ok(peers) => set(
                 &self.state,
-                NetworkState::Up(format!("{}; routes to {peers} other node(s)", self.up_message())),
+                NetworkState::Up(format!(
+                    "{}; routes to {peers} other node(s)",
+                    up_message(&self.cfg, self.cidr, self.address)
+                )),
             ),
             Err(m) => set(&self.state, NetworkState::Failed(m)),
         }
@@ -340,7 +360,7 @@ impl Routing {
             .filter(|p| p.cidr != self.cidr && self.cfg.cluster_cidr.contains(&p.cidr))
             .collect();
         let want = plan::routes(self.cfg.backend, &peers);
-        let nl = netlink::Netlink::connect()?;
+        let nl = &self.nl;
         if self.cfg.backend == Backend::Vxlan {
             nl.set_tunnel_peers(plan::VXLAN_DEVICE, &plan::tunnel_peers(&peers)).await?;
         }
